@@ -1,0 +1,51 @@
+"""`cvvae` console entry point.
+
+Each sub-command lives in the module that does the work; this file only wires them up, importing lazily so
+that `cvvae --help` stays fast and a missing optional dependency only breaks the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, help). The module exposes `add_arguments(parser)` and `run(args) -> int | None`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("cvvae.data.cli", "build the embedded dataset, inspect manifests"),
+    "train-image-vae": ("cvvae.train.image_vae_cli", "pretrain a small image VAE (diffusers AutoencoderKL)"),
+    "train": ("cvvae.train.cli", "train a CV-VAE with latent regularisation"),
+    "evaluate": ("cvvae.evaluate", "reconstruct a dataset with an autoencoder and write metric tables"),
+    "bench": ("cvvae.bench", "encode/decode time and peak memory per autoencoder"),
+    "weights": ("cvvae.metrics.weights", "install metric weights (LPIPS backbones) for offline use"),
+    "inflate": ("cvvae.models.inflate", "inflate an image VAE into a CV-VAE and save it"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cvvae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
+        parser = build_parser()
+        if argv and argv[0] not in {"-h", "--help"}:
+            parser.error(f"unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}")
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"cvvae {name}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
