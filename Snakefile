@@ -1,0 +1,260 @@
+"""The CV-VAE reproduction study as a Snakemake workflow.
+
+    snakemake --cores all                              # the `default` profile, offline, on a fresh clone
+    snakemake --cores all --config profile=ci          # tiny, minutes on a CPU
+    snakemake --workflow-profile profiles/gpu --config profile=gpu
+    snakemake --workflow-profile profiles/slurm --config profile=paper
+
+embedded data -> image VAE -> inflated CV-VAE and trained variants (and the SVD-style VAE) -> `cvvae evaluate`
+-> notebooks (papermill) -> results/<profile>/README.md. Everything a rule needs comes from config/<profile>.yaml.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+PROFILE = str(config.get("profile", "default"))
+PROFILE_FILE = Path("config") / f"{PROFILE}.yaml"
+if not PROFILE_FILE.is_file():
+    known = sorted(p.stem for p in Path("config").glob("*.yaml") if p.stem != "schema")
+    raise WorkflowError(f"no profile {PROFILE!r}: {PROFILE_FILE} does not exist; choose one of {known}")
+P = yaml.safe_load(PROFILE_FILE.read_text())
+validate(P, "config/schema.yaml")
+if P["profile"] != PROFILE:
+    raise WorkflowError(f"{PROFILE_FILE} declares profile {P['profile']!r}; it must be {PROFILE!r}")
+
+# `results_dir` may be overridden (tests run the ci profile into a temporary folder).
+RESULTS = str(config.get("results_dir", f"results/{PROFILE}")).rstrip("/")
+RUNS = f"{RESULTS}/runs"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+W = P["workflow"]
+GPU = 1 if W["gpu"] else 0
+THREADS = int(W["threads"])
+DEVICE = W.get("device", "auto")
+TIMEOUT = f"timeout {int(W['timeout_min']) * 60}s " if W.get("timeout_min") else ""
+PY = shlex.quote(sys.executable)
+CVVAE = f"{PY} -m cvvae.cli"
+CONFIG = str(PROFILE_FILE)
+DATA_ROOT = P["data"]["root"]
+DATA_MANIFEST = f"{DATA_ROOT}/manifest.csv"
+NOTEBOOKS = [
+    "01_reconstruction",
+    "02_regularization_ablation",
+    "03_flicker_analysis",
+    "04_svd_comparison",
+    "05_latent_alignment",
+]
+# Torch threads follow the job's thread count, so parallel jobs do not oversubscribe the cores.
+ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} PYTHONHASHSEED=0"
+
+wildcard_constraints:
+    run="[A-Za-z0-9_]+",
+    model="[A-Za-z0-9_]+",
+    protocol="[A-Za-z0-9_]+",
+    notebook="[0-9]{2}_[a-z_]+",
+
+
+def resolve_spec(name):
+    """The autoencoder spec of study model `name`, with {runs} filled in."""
+    return P["evaluate"]["models"][name].replace("{runs}", RUNS)
+
+
+def run_of_spec(spec):
+    """The training run a spec lives in (`image_vae`, `inflated`, a variant), or None for an external path."""
+    path = spec.split(":", 1)[1].split("?", 1)[0]
+    prefix = f"{RUNS}/"
+    if not path.startswith(prefix):
+        return None
+    return path[len(prefix):].split("/", 1)[0]
+
+
+def run_done(run):
+    """The file that marks run `run` as finished (the diffusers folder's config.json)."""
+    return f"{RUNS}/{run}/final/config.json"
+
+
+def check_runs():
+    """Every run a model spec points at must be produced by this profile's workflow section."""
+    produced = set(W["variants"]) | ({"image_vae"} if W["train_image_vae"] else set())
+    produced |= {"inflated"} if W["inflate"] else set()
+    for name in P["evaluate"]["models"]:
+        run = run_of_spec(resolve_spec(name))
+        if run is not None and run not in produced:
+            raise WorkflowError(
+                f"evaluate.models.{name} reads run {run!r}, which profile {PROFILE} does not produce; add it to "
+                f"workflow.variants (or enable train_image_vae / inflate)"
+            )
+    unknown = set(W["variants"]) - set((P.get("cvvae") or {}).get("variants") or {})
+    if unknown:
+        raise WorkflowError(f"workflow.variants {sorted(unknown)} are not defined under cvvae.variants")
+    for protocol, models in P["evaluate"]["matrix"].items():
+        missing = [m for m in models if m not in P["evaluate"]["models"]]
+        if missing:
+            raise WorkflowError(f"evaluate.matrix.{protocol} names unknown models {missing}")
+
+
+check_runs()
+
+
+def eval_csv(protocol, model):
+    return f"{RESULTS}/eval/{protocol}/{model}/clips.csv"
+
+
+ALL_EVALS = [eval_csv(proto, m) for proto, models in P["evaluate"]["matrix"].items() for m in models]
+DATA_INPUT = [DATA_MANIFEST] if W["build_data"] else []
+IMAGE_VAE_INPUT = [run_done("image_vae")] if W["train_image_vae"] else []
+# Runs whose image-VAE path must be redirected when results_dir is overridden.
+SET_IMAGE_VAE = f"--set cvvae.image_vae_path={RUNS}/image_vae/final" if W["train_image_vae"] else ""
+
+
+rule all:
+    input:
+        f"{RESULTS}/README.md",
+
+
+rule data:
+    """Build the embedded dataset (real media shipped inside installed packages plus procedural video)."""
+    output:
+        DATA_MANIFEST,
+    log:
+        f"{LOGS}/data.log",
+    benchmark:
+        f"{BENCH}/data.tsv"
+    threads: THREADS
+    shell:
+        f"{ENV} {TIMEOUT}{CVVAE} data embedded --config {CONFIG} --out {DATA_ROOT} > {{log}} 2>&1"
+
+
+rule image_vae:
+    """Pretrain the small image VAE that stands in for the SD2.1 VAE at small scale."""
+    input:
+        DATA_INPUT,
+    output:
+        run_done("image_vae"),
+    log:
+        f"{LOGS}/image_vae.log",
+    benchmark:
+        f"{BENCH}/image_vae.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    shell:
+        f"{ENV} {TIMEOUT}{CVVAE} train-image-vae --config {CONFIG} --out {RUNS}/image_vae "
+        f"--device {DEVICE} > {{log}} 2>&1"
+
+
+rule inflate:
+    """The inflated, untrained CV-VAE: reconstructs images exactly, videos not yet."""
+    input:
+        IMAGE_VAE_INPUT,
+    output:
+        run_done("inflated"),
+    log:
+        f"{LOGS}/inflate.log",
+    benchmark:
+        f"{BENCH}/inflate.tsv"
+    threads: 1
+    shell:
+        f"{ENV} {TIMEOUT}{CVVAE} inflate --config {CONFIG} {SET_IMAGE_VAE} --out {RUNS}/inflated/final "
+        f"> {{log}} 2>&1"
+
+
+rule train:
+    """One CV-VAE variant (regularisation, mapping) or the SVD-style VAE, all with the same budget and seed."""
+    input:
+        DATA_INPUT,
+        IMAGE_VAE_INPUT,
+    output:
+        run_done("{run}"),
+    log:
+        f"{LOGS}/train_{{run}}.log",
+    benchmark:
+        f"{BENCH}/train_{{run}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    shell:
+        f"{ENV} {TIMEOUT}{CVVAE} train --config {CONFIG} --variant {{wildcards.run}} {SET_IMAGE_VAE} "
+        f"--out {RUNS}/{{wildcards.run}} --device {DEVICE} > {{log}} 2>&1"
+
+
+def evaluate_input(wildcards):
+    run = run_of_spec(resolve_spec(wildcards.model))
+    return DATA_INPUT + ([run_done(run)] if run else [])
+
+
+def evaluate_args(wildcards):
+    extra = list(P["evaluate"].get("args", {}).get(wildcards.protocol, []))
+    extra += list(P["evaluate"].get("model_args", {}).get(wildcards.model, []))
+    return " ".join(shlex.quote(str(a)) for a in extra)
+
+
+rule evaluate:
+    """Reconstruct one protocol's clips with one autoencoder: per-clip and per-frame metric tables."""
+    input:
+        evaluate_input,
+    output:
+        eval_csv("{protocol}", "{model}"),
+    params:
+        spec=lambda wc: shlex.quote(resolve_spec(wc.model)),
+        extra=evaluate_args,
+    log:
+        f"{LOGS}/evaluate_{{protocol}}_{{model}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_{{protocol}}_{{model}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    shell:
+        f"{ENV} {TIMEOUT}{CVVAE} evaluate --config {CONFIG} --protocol {{wildcards.protocol}} "
+        f"--model {{params.spec}} --name {{wildcards.model}} --out {RESULTS}/eval/{{wildcards.protocol}}/{{wildcards.model}} "
+        f"--device {DEVICE} {{params.extra}} > {{log}} 2>&1"
+
+
+def notebook_params(wildcards):
+    """The notebook's parameters as one YAML mapping (papermill -y): `common` merged with its own section."""
+    params = dict(P["notebooks"].get("common") or {})
+    params.update(P["notebooks"].get(wildcards.notebook) or {})
+    return shlex.quote(yaml.safe_dump(params, default_flow_style=True, width=10_000).strip())
+
+
+def notebook_input(wildcards):
+    runs = [run_done(r) for r in W["variants"]] if wildcards.notebook == "05_latent_alignment" else []
+    return [f"notebooks/{wildcards.notebook}.ipynb", *ALL_EVALS, *runs]
+
+
+rule notebook:
+    """Execute one notebook with papermill; it writes tables/ and figures/ and keeps the executed copy."""
+    input:
+        notebook_input,
+    output:
+        f"{RESULTS}/notebooks/{{notebook}}.ipynb",
+    params:
+        yaml=notebook_params,
+    log:
+        f"{LOGS}/notebook_{{notebook}}.log",
+    benchmark:
+        f"{BENCH}/notebook_{{notebook}}.tsv"
+    threads: 1
+    shell:
+        f"{ENV} {TIMEOUT}{PY} -m papermill notebooks/{{wildcards.notebook}}.ipynb {{output}} -k python3 "
+        f"--cwd . -p profile {PROFILE} -p config_path {CONFIG} -p results_dir {RESULTS} -y {{params.yaml}} "
+        f"> {{log}} 2>&1"
+
+
+rule report:
+    """Assemble results/<profile>/README.md from the tables, figures, run metadata and benchmark times."""
+    input:
+        expand(f"{RESULTS}/notebooks/{{notebook}}.ipynb", notebook=NOTEBOOKS),
+    output:
+        f"{RESULTS}/README.md",
+    log:
+        f"{LOGS}/report.log",
+    shell:
+        f"{PY} -m cvvae.report --config {CONFIG} --results {RESULTS} > {{log}} 2>&1"

@@ -1,0 +1,189 @@
+"""Helpers the study notebooks share: locate results, read evaluation tables, write tables and figures.
+
+The notebooks stay thin: they set parameters, call these functions and ``cvvae.tables``, and show the result.
+Everything here is deterministic (fixed plotting style, sorted inputs), so re-running a profile gives the same
+tables and byte-stable figures on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from cvvae import tables
+
+EVAL_CLIPS = "clips.csv"
+EVAL_FRAMES = "frames.csv"
+# Columns of the evaluation CSVs that identify a clip or a frame rather than measure it.
+ID_COLUMNS = {
+    "clip",
+    "clip_id",
+    "path",
+    "source",
+    "split",
+    "frame",
+    "frame_index",
+    "model",
+    "protocol",
+    "name",
+}
+
+
+def find_repo_root(start: str | Path | None = None) -> Path:
+    """The folder holding the ``Snakefile`` (notebooks run from notebooks/ in JupyterLab, from the root in
+    papermill)."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in [here, *here.parents]:
+        if (folder / "Snakefile").is_file() and (folder / "cvvae").is_dir():
+            return folder
+    raise FileNotFoundError(f"no repository root (a folder with Snakefile and cvvae/) above {here}")
+
+
+@dataclass
+class Study:
+    """One profile's results folder, as seen by a notebook."""
+
+    profile: str
+    config: dict[str, Any]
+    results_dir: Path
+    missing: list[str] = field(default_factory=list)
+    """Human-readable reasons why an input was absent (shown as ``n/a`` notes under the tables)."""
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.results_dir / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.results_dir / "figures"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.results_dir / "runs"
+
+    def eval_dir(self, protocol: str, model: str) -> Path:
+        return self.results_dir / "eval" / protocol / model
+
+    def models(self, protocol: str) -> list[str]:
+        """Models the profile evaluates on ``protocol`` (in the profile's order)."""
+        return list(self.config["evaluate"]["matrix"].get(protocol, []))
+
+    def _read_eval(self, protocol: str, models: Sequence[str] | None, filename: str) -> pd.DataFrame:
+        frames = []
+        for model in models if models is not None else self.models(protocol):
+            path = self.eval_dir(protocol, model) / filename
+            if not path.is_file():
+                self.missing.append(f"{protocol}/{model}: {path} not found (evaluation not run)")
+                continue
+            df = pd.read_csv(path)
+            df.insert(0, "model", model)
+            df.insert(1, "protocol", protocol)
+            frames.append(df)
+        if not frames:
+            return pd.DataFrame(columns=["model", "protocol"])
+        return pd.concat(frames, ignore_index=True)
+
+    def clips(self, protocol: str, models: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per-clip metrics of every model on ``protocol`` (one row per clip, column ``model``)."""
+        return self._read_eval(protocol, models, EVAL_CLIPS)
+
+    def frames(self, protocol: str, models: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per-frame metrics of every model on ``protocol`` (one row per clip and frame index)."""
+        return self._read_eval(protocol, models, EVAL_FRAMES)
+
+    def run_csv(self, run: str, name: str = "val_metrics.csv") -> pd.DataFrame | None:
+        """A training run's CSV log (``metrics.csv`` or ``val_metrics.csv``), or None (noted) when absent."""
+        path = self.runs_dir / run / name
+        if not path.is_file():
+            self.missing.append(f"run {run}: {path} not found")
+            return None
+        return pd.read_csv(path)
+
+    def save_table(
+        self, df: pd.DataFrame, name: str, caption: str = "", notes: Iterable[str] = (), show: bool = True
+    ) -> pd.DataFrame:
+        """Write ``tables/<name>.csv`` and ``.md`` (with notes and the reasons for missing inputs)."""
+        all_notes = [*notes, *(f"n/a: {m}" for m in dict.fromkeys(self.missing))]
+        tables.write_table(df, self.tables_dir, name, caption=caption, notes=all_notes)
+        if show:
+            print(f"{caption or name}\n")
+            print(tables.to_markdown(rounded(df)))
+        return df
+
+    def save_figure(self, fig: Any, name: str) -> Path:
+        """Write ``figures/<name>.png`` without timestamps (stable bytes across re-runs)."""
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        path = self.figures_dir / f"{name}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        return path
+
+
+def open_study(profile: str, config_path: str | Path, results_dir: str | Path) -> Study:
+    """Load the profile, move to the repository root (paths as in the workflow) and set up plots."""
+    root = find_repo_root()
+    os.chdir(root)
+    config_path = Path(config_path)
+    if not config_path.is_file():
+        raise FileNotFoundError(f"profile file {config_path} not found; pass config/<profile>.yaml")
+    config = yaml.safe_load(config_path.read_text())
+    if config.get("profile") != profile:
+        raise ValueError(f"{config_path} is profile {config.get('profile')!r}, not {profile!r}")
+    set_plot_style()
+    study = Study(profile=profile, config=config, results_dir=Path(results_dir))
+    study.tables_dir.mkdir(parents=True, exist_ok=True)
+    study.figures_dir.mkdir(parents=True, exist_ok=True)
+    return study
+
+
+def set_plot_style() -> None:
+    """A fixed, headless plotting style."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    matplotlib.rcParams.update({"figure.dpi": 110, "svg.hashsalt": "cvvae", "path.simplify": False})
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """Numeric measurement columns of an evaluation table (identifiers excluded)."""
+    return [c for c in df.columns if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
+
+
+def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None, by: str = "model") -> pd.DataFrame:
+    """Mean of every metric per ``by`` (keeping the order of first appearance) plus the number of clips."""
+    if df.empty:
+        return pd.DataFrame(columns=[by, "clips"])
+    cols = [c for c in (metrics or metric_columns(df)) if c in df.columns]
+    out = df.groupby(by, sort=False)[cols].mean(numeric_only=True)
+    out.insert(0, "clips", df.groupby(by, sort=False).size())
+    return out.reset_index()
+
+
+def to_long(summary: pd.DataFrame, dataset: str, metrics: Sequence[str], row: str = "model") -> pd.DataFrame:
+    """A summary (one row per model) -> long form ``row, dataset, metric, value`` for ``tables.side_by_side``.
+
+    A metric absent from the evaluation (e.g. LPIPS without installed weights) becomes NaN, printed ``n/a``.
+    """
+    records = []
+    for _, item in summary.iterrows():
+        for metric in metrics:
+            value = item[metric] if metric in summary.columns else float("nan")
+            records.append({"row": item[row], "dataset": dataset, "metric": metric, "value": value})
+    return pd.DataFrame(records, columns=["row", "dataset", "metric", "value"])
+
+
+def rounded(df: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """Floats rounded to ``digits`` significant digits, for printing (files keep full precision)."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v) else v)
+    return out

@@ -1,0 +1,155 @@
+"""Assemble ``results/<profile>/README.md``: every table and figure the notebooks wrote, the run metadata and
+the wall time of every workflow step.
+
+    python -m cvvae.report --config config/default.yaml --results results/default
+
+Small run files (resolved config, training logs, environment) are copied from ``runs/<run>/`` (git-ignored,
+it holds checkpoints) to ``runs_meta/<run>/`` so that they can be committed beside the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from cvvae import tables
+
+RUN_META_FILES = ("config.yaml", "environment.json", "metrics.csv", "val_metrics.csv")
+# Order of sections in the report: notebook prefix -> heading.
+SECTIONS = {
+    "01": "Reconstruction (paper Table 1 / Table 8)",
+    "02": "Regularisation and mapping ablation (paper Tables 6 and 7)",
+    "03": "Flicker analysis",
+    "04": "SVD-style VAE vs CV-VAE as the decoder of a latent video model",
+    "05": "Latent alignment during training",
+}
+
+
+def copy_run_meta(results: Path) -> list[str]:
+    """Copy the small files of every run to ``runs_meta/<run>/``; return the run names."""
+    runs = sorted(p for p in (results / "runs").glob("*") if p.is_dir())
+    copied = []
+    for run in runs:
+        dest = results / "runs_meta" / run.name
+        files = [run / name for name in RUN_META_FILES if (run / name).is_file()]
+        if not files:
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        for src in files:
+            shutil.copyfile(src, dest / src.name)
+        copied.append(run.name)
+    return copied
+
+
+def step_times(results: Path) -> pd.DataFrame:
+    """Wall time of every workflow step from Snakemake's ``benchmark:`` files (seconds, max RSS in MB)."""
+    rows = []
+    for path in sorted((results / "benchmarks").glob("*.tsv")):
+        bench = pd.read_csv(path, sep="\t")
+        if bench.empty:
+            continue
+        rows.append(
+            {
+                "step": path.stem,
+                "seconds": float(bench["s"].iloc[0]),
+                "max_rss_mb": float(bench["max_rss"].iloc[0]) if "max_rss" in bench else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows, columns=["step", "seconds", "max_rss_mb"])
+
+
+def _section_of(name: str) -> str:
+    return name.split("_", 1)[0] if name[:2].isdigit() else "other"
+
+
+def _environment(results: Path) -> str:
+    """One line about the machine: from a run's environment.json if there is one, else from this process."""
+    for env_file in sorted((results / "runs_meta").glob("*/environment.json")):
+        try:
+            env = json.loads(env_file.read_text())
+        except json.JSONDecodeError:
+            continue
+        flat = {k: v for k, v in env.items() if isinstance(v, str | int | float)}
+        return ", ".join(f"{k}={v}" for k, v in list(flat.items())[:8])
+    return f"python {platform.python_version()}, {platform.machine()}, {platform.system()}"
+
+
+def build_report(config_path: Path, results: Path) -> str:
+    """The README text for one profile's results folder."""
+    profile = yaml.safe_load(config_path.read_text())
+    name = profile["profile"]
+    runs = copy_run_meta(results)
+    times = step_times(results)
+    lines = [
+        f"# CV-VAE reproduction: results of the `{name}` profile",
+        "",
+        profile.get("description", ""),
+        "",
+        f"Regenerate with `snakemake --cores all --config profile={name}` (profile: `{config_path}`).",
+        "Each table names its protocol; `n/a` marks a number that could not be computed and says why.",
+        "",
+    ]
+    by_section: dict[str, list[Path]] = {}
+    for md in sorted((results / "tables").glob("*.md")):
+        by_section.setdefault(_section_of(md.stem), []).append(md)
+    figures: dict[str, list[Path]] = {}
+    for png in sorted((results / "figures").glob("*.png")):
+        figures.setdefault(_section_of(png.stem), []).append(png)
+    for key in [*SECTIONS, *sorted(set(by_section) - set(SECTIONS))]:
+        if key not in by_section and key not in figures:
+            continue
+        lines += [f"## {SECTIONS.get(key, 'Other tables')}", ""]
+        notebook = next((results / "notebooks").glob(f"{key}_*.ipynb"), None)
+        if notebook is not None:
+            lines += [f"Notebook: [{notebook.name}](notebooks/{notebook.name})", ""]
+        for md in by_section.get(key, []):
+            lines += [f"### {md.stem} ([csv](tables/{md.stem}.csv))", "", md.read_text().strip(), ""]
+        for png in figures.get(key, []):
+            lines += [f"![{png.stem}](figures/{png.name})", ""]
+    lines += ["## Wall time", ""]
+    if times.empty:
+        lines += ["n/a: no benchmark files (run the workflow with Snakemake to record them)", ""]
+    else:
+        total = pd.DataFrame([{"step": "total (sum of steps)", "seconds": times["seconds"].sum()}])
+        lines += [tables.to_markdown(pd.concat([times, total], ignore_index=True), floatfmt=".1f"), ""]
+    lines += ["## Runs", ""]
+    if runs:
+        lines += [f"- `{r}`: [runs_meta/{r}/](runs_meta/{r}/)" for r in runs] + [""]
+    else:
+        lines += ["No training runs in this profile (released weights only).", ""]
+    lines += [f"Environment: {_environment(results)}", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="profile YAML, e.g. config/default.yaml")
+    parser.add_argument("--results", required=True, type=Path, help="results folder, e.g. results/default")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.config.is_file():
+        raise FileNotFoundError(f"profile {args.config} not found; pass config/<profile>.yaml")
+    if not args.results.is_dir():
+        raise FileNotFoundError(f"results folder {args.results} not found; run the workflow first")
+    text = build_report(args.config, args.results)
+    out = args.results / "README.md"
+    out.write_text(text)
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cvvae.report", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
