@@ -9,6 +9,7 @@ embedded data -> image VAE -> inflated CV-VAE and trained variants (and the SVD-
 -> notebooks (papermill) -> results/<profile>/README.md. Everything a rule needs comes from config/<profile>.yaml.
 """
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -111,6 +112,9 @@ DATA_INPUT = [DATA_MANIFEST] if W["build_data"] else []
 IMAGE_VAE_INPUT = [run_done("image_vae")] if W["train_image_vae"] else []
 # Runs whose image-VAE path must be redirected when results_dir is overridden.
 SET_IMAGE_VAE = f"--set cvvae.image_vae_path={RUNS}/image_vae/final" if W["train_image_vae"] else ""
+# The frozen image VAE: this profile's pretrained one, or a released one named in cvvae.image_vae_path.
+IMAGE_VAE_PATH = f"{RUNS}/image_vae/final" if W["train_image_vae"] else (P.get("cvvae") or {}).get("image_vae_path", "")
+IMAGE_VAE_SUBFOLDER = None if W["train_image_vae"] else (P.get("cvvae") or {}).get("image_vae_subfolder")
 
 
 rule all:
@@ -160,9 +164,15 @@ rule inflate:
     benchmark:
         f"{BENCH}/inflate.tsv"
     threads: 1
+    params:
+        image_vae=IMAGE_VAE_PATH,
+        subfolder=f"--subfolder {IMAGE_VAE_SUBFOLDER}" if IMAGE_VAE_SUBFOLDER else "",
+        overrides=" ".join(
+            "--set " + shlex.quote(f"{k}={json.dumps(v)}") for k, v in ((P.get("cvvae") or {}).get("model") or {}).items()
+        ),
     shell:
-        f"{ENV} {TIMEOUT}{CVVAE} inflate --config {CONFIG} {SET_IMAGE_VAE} --out {RUNS}/inflated/final "
-        f"> {{log}} 2>&1"
+        f"{ENV} {TIMEOUT}{CVVAE} inflate --image-vae {{params.image_vae}} {{params.subfolder}} "
+        f"--out {RUNS}/inflated/final {{params.overrides}} > {{log}} 2>&1"
 
 
 rule train:

@@ -187,3 +187,124 @@ def rounded(df: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
         if pd.api.types.is_float_dtype(out[col]):
             out[col] = out[col].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v) else v)
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Study tables and figures (one function per kind of result, so notebooks only choose models and metrics)
+
+
+def protocol_description(study: Study, protocol: str) -> str:
+    """How ``protocol`` was measured, from the evaluation's ``meta.json`` (first model that has one)."""
+    import json
+
+    for model in study.models(protocol):
+        meta = study.eval_dir(protocol, model) / "meta.json"
+        if meta.is_file():
+            info = json.loads(meta.read_text())
+            desc = info.get("protocol_description") or info.get("protocol")
+            if isinstance(desc, dict):
+                desc = ", ".join(f"{k}={v}" for k, v in desc.items())
+            if desc:
+                return str(desc)
+    return protocol
+
+
+def comparison_table(
+    study: Study,
+    table: str,
+    rows: dict[str, str | None],
+    datasets: dict[str, str],
+    metrics: Sequence[str],
+) -> pd.DataFrame:
+    """Our means per model and protocol beside the paper's ``table`` (``tables.side_by_side``).
+
+    ``rows`` maps our model names to the paper's row ids (None: no paper number), ``datasets`` our protocol
+    names to the paper's datasets. Models a protocol does not evaluate are left out; absent metrics are
+    ``n/a``.
+    """
+    parts = []
+    for protocol in datasets:
+        models = [m for m in rows if m in study.models(protocol)]
+        if not models:
+            continue
+        summary = summarize(study.clips(protocol, models), metrics)
+        long = to_long(summary, protocol, metrics)
+        long["protocol"] = protocol_description(study, protocol)
+        parts.append(long)
+    if not parts:
+        return pd.DataFrame(columns=["row", "dataset", "metric", "ours", "paper_label", "paper", "delta"])
+    ours = pd.concat(parts, ignore_index=True)
+    return tables.side_by_side(ours, table, rows, datasets)
+
+
+def metrics_table(study: Study, protocol: str, models: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean of ``metrics`` per model on ``protocol``; metrics the evaluation lacks appear as NaN (``n/a``)."""
+    summary = summarize(study.clips(protocol, [m for m in models if m in study.models(protocol)]), metrics)
+    for metric in metrics:
+        if metric not in summary.columns:
+            summary[metric] = float("nan")
+    return summary[["model", "clips", *metrics]] if not summary.empty else summary
+
+
+def per_frame_curve(study: Study, protocol: str, models: Sequence[str], metric: str = "psnr") -> pd.DataFrame:
+    """Mean ``metric`` per frame index and model (``model, frame, value``)."""
+    df = study.frames(protocol, [m for m in models if m in study.models(protocol)])
+    frame_col = "frame" if "frame" in df.columns else "frame_index"
+    if df.empty or metric not in df.columns:
+        return pd.DataFrame(columns=["model", "frame", "value"])
+    out = df.groupby(["model", frame_col], sort=False)[metric].mean().reset_index()
+    return out.rename(columns={frame_col: "frame", metric: "value"})
+
+
+def alignment_history(
+    study: Study, runs: Sequence[str], columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Validation metrics of every run over training steps, long form ``run, step, metric, value``.
+
+    ``columns`` picks the metrics (default: every numeric column except ``step``).
+    """
+    parts = []
+    for run in runs:
+        df = study.run_csv(run, "val_metrics.csv")
+        if df is None or df.empty or "step" not in df.columns:
+            continue
+        cols = [c for c in (columns or metric_columns(df)) if c in df.columns and c != "step"]
+        long = df.melt(id_vars=["step"], value_vars=cols, var_name="metric", value_name="value")
+        long.insert(0, "run", run)
+        parts.append(long)
+    if not parts:
+        return pd.DataFrame(columns=["run", "step", "metric", "value"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def bar_figure(df: pd.DataFrame, x: str, y: str, hue: str | None = None, title: str = "") -> Any:
+    """A bar chart of a summary table (one bar per model)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * df[x].nunique() + 2), 3.2))
+    if not df.empty and y in df.columns and df[y].notna().any():
+        sns.barplot(data=df, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+        ax.tick_params(axis="x", rotation=45)
+    else:
+        ax.text(0.5, 0.5, f"n/a: no {y} values", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    return fig
+
+
+def line_figure(
+    df: pd.DataFrame, x: str, y: str, hue: str, title: str = "", vlines: Sequence[float] = ()
+) -> Any:
+    """Curves (per-frame metrics, training history) with optional vertical markers (chunk boundaries)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    if not df.empty and df[y].notna().any():
+        sns.lineplot(data=df, x=x, y=y, hue=hue, ax=ax, marker="o", markersize=3, errorbar=None)
+        for v in vlines:
+            ax.axvline(v, color="grey", linestyle=":", linewidth=0.8)
+    else:
+        ax.text(0.5, 0.5, f"n/a: no {y} values", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    return fig
