@@ -1,0 +1,121 @@
+"""File boundary of the data package: decord video reading, image reading, uint8 <-> [-1, 1] tensors.
+
+Everything here returns uint8 ``T H W C`` arrays (the file format) or converts them to the library's float
+``C T H W`` tensors in [-1, 1]. Reading errors are raised as :class:`MediaReadError` naming the file, so that
+datasets can decide to skip or fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"})
+
+
+class MediaReadError(RuntimeError):
+    """A video or image file is missing, unreadable, or too short for the requested clip."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Frame count, rate and size of a video file."""
+
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+
+
+def _open_video(path: str | Path, num_threads: int = 1):
+    # decord is imported lazily: it is heavy and only needed when a video is actually read.
+    import decord
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaReadError(path, "video file does not exist; check the dataset root and the manifest paths")
+    try:
+        reader = decord.VideoReader(str(path), num_threads=num_threads)
+    except Exception as err:  # decord raises its own DECORDError or RuntimeError for corrupt containers
+        raise MediaReadError(path, f"cannot be decoded as a video ({type(err).__name__}: {err})") from err
+    if len(reader) == 0:
+        raise MediaReadError(path, "video has no decodable frames")
+    return reader
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Frame count, fps and size, read from the container and the first frame."""
+    reader = _open_video(path)
+    height, width = reader[0].shape[:2]
+    return VideoInfo(len(reader), float(reader.get_avg_fps()), int(height), int(width))
+
+
+def read_video_frames(path: str | Path, indices: list[int] | None = None, num_threads: int = 1) -> np.ndarray:
+    """Decode the frames at ``indices`` (all frames when None) as uint8 ``T H W C`` RGB.
+
+    Raises :class:`MediaReadError` when the file is missing or corrupt, or when an index lies beyond the
+    frames the file really has (a truncated file often reports more frames than it can decode).
+    """
+    reader = _open_video(path, num_threads=num_threads)
+    total = len(reader)
+    indices = list(range(total)) if indices is None else [int(i) for i in indices]
+    if indices and (min(indices) < 0 or max(indices) >= total):
+        raise MediaReadError(path, f"frame index {max(indices)} requested but the video has {total} frames")
+    try:
+        frames = reader.get_batch(indices).asnumpy()
+    except Exception as err:
+        raise MediaReadError(
+            path, f"decoding frames failed ({type(err).__name__}: {err}); file truncated?"
+        ) from err
+    if frames.shape[0] != len(indices):
+        raise MediaReadError(path, f"decoded {frames.shape[0]} of {len(indices)} requested frames")
+    return frames
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as uint8 ``H W 3`` RGB; grayscale, palette and RGBA files are converted (alpha dropped
+    onto black), 16-bit files are rescaled."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaReadError(path, "image file does not exist; check the dataset root and the manifest paths")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
+                array = np.asarray(image, dtype=np.float64)
+                scale = 255.0 / max(float(array.max()), 1.0)
+                return np.repeat((array * scale).round().astype(np.uint8)[..., None], 3, axis=-1)
+            if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                image = Image.alpha_composite(background, rgba)
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise MediaReadError(path, f"cannot be read as an image ({type(err).__name__}: {err})") from err
+
+
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``T H W C`` -> float32 ``C T H W`` in [-1, 1]."""
+    if frames.dtype != np.uint8 or frames.ndim != 4:
+        raise ValueError(f"expected uint8 T H W C frames, got {frames.dtype} with shape {frames.shape}")
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
+    return video.div_(127.5).sub_(1.0)
+
+
+def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
+    """float ``C T H W`` in [-1, 1] -> uint8 ``T H W C`` (rounded, clamped)."""
+    if video.ndim != 4:
+        raise ValueError(f"expected a C T H W tensor, got shape {tuple(video.shape)}")
+    scaled = ((video.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return scaled.permute(1, 2, 3, 0).cpu().numpy()
