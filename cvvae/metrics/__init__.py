@@ -1,0 +1,40 @@
+"""Evaluation metrics: per-frame reconstruction (PSNR, SSIM, LPIPS), temporal consistency (flicker), latent
+compatibility with the image VAE, and set-level generation metrics (FVD, KVD, FID) plumbing.
+
+Heavy dependencies (lpips, torchvision, OpenCV, torchmetrics) are imported by the functions that need them.
+"""
+
+from cvvae.metrics.latent import decode_latent_frames, image_decoder_compatibility, latent_distance
+from cvvae.metrics.reconstruction import (
+    LPIPS_NETS,
+    PSNR_CAP_DB,
+    PSNR_IMPL,
+    SSIM_IMPL,
+    lpips_per_frame,
+    mse_per_frame,
+    psnr_from_mse,
+    psnr_per_frame,
+    reconstruction_metrics,
+    ssim_per_frame,
+)
+from cvvae.metrics.weights import LPIPSWeightsMissing, format_na, lpips_cell, lpips_weights_available
+
+__all__ = [
+    "LPIPS_NETS",
+    "PSNR_CAP_DB",
+    "PSNR_IMPL",
+    "SSIM_IMPL",
+    "LPIPSWeightsMissing",
+    "decode_latent_frames",
+    "format_na",
+    "image_decoder_compatibility",
+    "latent_distance",
+    "lpips_cell",
+    "lpips_per_frame",
+    "lpips_weights_available",
+    "mse_per_frame",
+    "psnr_from_mse",
+    "psnr_per_frame",
+    "reconstruction_metrics",
+    "ssim_per_frame",
+]

@@ -1,0 +1,107 @@
+"""Latent compatibility between a video VAE and the image VAE it should stay compatible with.
+
+Two views: (1) decode every latent frame of the video VAE with the *frozen image decoder* and compare with
+the mapped frames psi(X) (the paper's compatibility claim: image-decoder output close to psi(X)); (2) compare
+the video VAE's latents with the image VAE's latents of the corresponding frames (``latent_distance``).
+These functions take tensors and callables only, so they work with any model class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cvvae.metrics.reconstruction import as_video, frames_as_images, reconstruction_metrics
+from cvvae.metrics.stats import frechet_distance_from_features
+
+
+def _position_vectors(z: Tensor) -> Tensor:
+    """``B c t h w`` -> ``(B t h w) c``: one channel vector per latent position."""
+    return z.movedim(1, -1).reshape(-1, z.shape[1])
+
+
+def latent_distance(z: Tensor, z_ref: Tensor) -> dict[str, float]:
+    """Distances between video-VAE latents ``z`` and reference image-VAE latents ``z_ref`` of the same frames.
+
+    Both are unscaled latents ``B c t h w`` (or ``B c h w``) of equal shape. Returns a flat dict of floats
+    (ready for a CSV row):
+
+    - ``mse``: mean squared difference;
+    - ``cosine``: mean cosine similarity of the per-position channel vectors;
+    - ``frechet``: Fréchet distance between Gaussians fitted to the per-position channel vectors of each set
+      (distribution match, insensitive to which position is which);
+    - per channel ``i``: ``mean_c{i}``, ``ref_mean_c{i}``, ``mean_diff_c{i}`` (= mean - ref_mean),
+      ``std_c{i}``, ``ref_std_c{i}``, ``std_diff_c{i}``;
+    - ``mean_diff_abs_max``, ``std_diff_abs_max``: largest absolute differences over channels;
+    - ``num_vectors``: how many channel vectors entered the statistics.
+    """
+    z, z_ref = as_video(z, "z"), as_video(z_ref, "z_ref")
+    if z.shape != z_ref.shape:
+        raise ValueError(
+            f"latent shapes differ: {tuple(z.shape)} vs {tuple(z_ref.shape)}; map the video to the latent "
+            "frames the video VAE produces (psi) before encoding it with the image VAE"
+        )
+    v = _position_vectors(z.detach().double())
+    v_ref = _position_vectors(z_ref.detach().double())
+    if v.shape[0] < 2:
+        raise ValueError("need at least two latent positions to estimate per-channel statistics")
+    out: dict[str, float] = {
+        "mse": float(F.mse_loss(v, v_ref)),
+        "cosine": float(F.cosine_similarity(v, v_ref, dim=1, eps=1e-12).mean()),
+        "frechet": frechet_distance_from_features(v.cpu().numpy(), v_ref.cpu().numpy()),
+        "num_vectors": float(v.shape[0]),
+    }
+    mean, ref_mean = v.mean(0), v_ref.mean(0)
+    std, ref_std = v.std(0), v_ref.std(0)
+    for i in range(v.shape[1]):
+        out[f"mean_c{i}"] = float(mean[i])
+        out[f"ref_mean_c{i}"] = float(ref_mean[i])
+        out[f"mean_diff_c{i}"] = float(mean[i] - ref_mean[i])
+        out[f"std_c{i}"] = float(std[i])
+        out[f"ref_std_c{i}"] = float(ref_std[i])
+        out[f"std_diff_c{i}"] = float(std[i] - ref_std[i])
+    out["mean_diff_abs_max"] = float((mean - ref_mean).abs().max())
+    out["std_diff_abs_max"] = float((std - ref_std).abs().max())
+    return out
+
+
+def decode_latent_frames(
+    latents: Tensor, decode_image: Callable[[Tensor], Tensor], frames_per_batch: int = 8
+) -> Tensor:
+    """Decode every latent frame ``B c t h w`` on its own with an image decoder ``(N c h w) -> (N C H W)``;
+    returns ``B C t H W``."""
+    latents = as_video(latents, "latents")
+    b, _, t = latents.shape[:3]
+    flat = frames_as_images(latents)
+    with torch.no_grad():
+        images = torch.cat(
+            [decode_image(flat[i : i + frames_per_batch]) for i in range(0, flat.shape[0], frames_per_batch)]
+        )
+    if images.ndim != 4 or images.shape[0] != flat.shape[0]:
+        raise ValueError(
+            f"decode_image must map N c h w latents to N C H W images, got {tuple(images.shape)} for "
+            f"{tuple(flat.shape)}"
+        )
+    return images.reshape(b, t, *images.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def image_decoder_compatibility(
+    latents: Tensor,
+    decode_image: Callable[[Tensor], Tensor],
+    mapped_target: Tensor,
+    lpips_nets: tuple[str, ...] = ("alex", "vgg"),
+) -> dict[str, Tensor]:
+    """PSNR/SSIM/LPIPS (each ``B t``) of the frozen image decoder applied to every video-VAE latent frame,
+    against ``mapped_target`` = psi(X) (``B C t H W`` in [-1, 1], the frames the latent frames stand for)."""
+    decoded = decode_latent_frames(latents, decode_image).float()
+    target = as_video(mapped_target, "mapped_target").float()
+    return reconstruction_metrics(decoded, target, lpips_nets)
+
+
+def summarize(per_frame: dict[str, Tensor]) -> dict[str, float]:
+    """Mean of each per-frame metric (NaN-free inputs expected)."""
+    return {name: float(np.mean(values.detach().cpu().numpy())) for name, values in per_frame.items()}

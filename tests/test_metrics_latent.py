@@ -1,0 +1,77 @@
+"""Latent compatibility metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cvvae.metrics import PSNR_CAP_DB, image_decoder_compatibility, latent_distance
+from cvvae.metrics.stats import frechet_distance, polynomial_mmd
+
+
+def test_latent_distance_is_zero_for_identical_latents() -> None:
+    z = torch.randn(2, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    d = latent_distance(z, z.clone())
+    assert d["mse"] == 0.0
+    assert d["cosine"] == pytest.approx(1.0, abs=1e-9)
+    assert d["frechet"] == pytest.approx(0.0, abs=1e-6)
+    assert d["num_vectors"] == 2 * 3 * 8 * 8
+    for i in range(4):
+        assert d[f"mean_diff_c{i}"] == 0.0 and d[f"std_diff_c{i}"] == 0.0
+
+
+def test_latent_distance_sees_a_shift_and_a_scale() -> None:
+    g = torch.Generator().manual_seed(1)
+    z_ref = torch.randn(1, 4, 2, 16, 16, generator=g)
+    z = z_ref * 2.0 + 0.5
+    d = latent_distance(z, z_ref)
+    for i in range(4):
+        expected_mean_diff = float(z[:, i].mean() - z_ref[:, i].mean())
+        assert d[f"mean_diff_c{i}"] == pytest.approx(expected_mean_diff, rel=1e-6)
+        assert d[f"std_c{i}"] == pytest.approx(2.0 * d[f"ref_std_c{i}"], rel=1e-6)
+    # Fréchet distance of N(mu, S) and N(mu + 0.5, 4 S): ||0.5||^2 * c + Tr(S + 4S - 2 * 2S) = c/4 + Tr(S).
+    v_ref = z_ref.movedim(1, -1).reshape(-1, 4).double().numpy()
+    mu = v_ref.mean(0)
+    cov = np.cov(v_ref, rowvar=False)
+    expected = float(np.sum((mu * 2 + 0.5 - mu) ** 2) + np.trace(cov))
+    assert d["frechet"] == pytest.approx(expected, rel=1e-6)
+    assert d["mse"] > 0 and d["cosine"] < 1
+
+
+def test_latent_distance_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="latent shapes differ"):
+        latent_distance(torch.zeros(1, 4, 3, 4, 4), torch.zeros(1, 4, 5, 4, 4))
+
+
+def test_frechet_distance_of_known_gaussians() -> None:
+    # 1-D: (mu1 - mu2)^2 + s1 + s2 - 2 sqrt(s1 s2)
+    value = frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[1.0]]))
+    assert value == pytest.approx(4.0 + 4.0 + 1.0 - 4.0)
+
+
+def test_polynomial_mmd_separates_distributions() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
+    shifted = rng.normal(loc=1.0, size=(200, 8))
+    same = polynomial_mmd(a, b, num_subsets=10, max_subset_size=100)
+    different = polynomial_mmd(a, shifted, num_subsets=10, max_subset_size=100)
+    assert abs(same) < 0.05 < different
+
+
+def _upsample_decoder(latents: torch.Tensor) -> torch.Tensor:
+    """A stand-in image decoder: first 3 latent channels, 2x nearest upsampling, tanh."""
+    return torch.tanh(F.interpolate(latents[:, :3], scale_factor=2, mode="nearest"))
+
+
+def test_image_decoder_compatibility_decodes_each_latent_frame() -> None:
+    g = torch.Generator().manual_seed(2)
+    latents = torch.randn(1, 4, 3, 8, 8, generator=g)
+    target = torch.stack([_upsample_decoder(latents[:, :, i]) for i in range(3)], dim=2)
+    metrics = image_decoder_compatibility(latents, _upsample_decoder, target, lpips_nets=())
+    assert metrics["psnr"].shape == (1, 3)
+    assert torch.all(metrics["psnr"] == PSNR_CAP_DB)
+    target[:, :, 2] = 0.0
+    metrics = image_decoder_compatibility(latents, _upsample_decoder, target, lpips_nets=())
+    assert metrics["psnr"][0, 2] < 20 and metrics["psnr"][0, 0] == PSNR_CAP_DB
