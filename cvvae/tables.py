@@ -354,7 +354,9 @@ def format_value(value: object, metric: str = "") -> str:
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """A GitHub-flavoured markdown table; NaN shows as ``n/a``."""
-    return df.to_markdown(index=False, floatfmt=floatfmt, missingval="n/a")
+    # tabulate only treats None as missing, so NaN/NA become None first.
+    cleaned = df.astype(object).where(df.notna(), None)
+    return cleaned.to_markdown(index=False, floatfmt=floatfmt, missingval="n/a")
 
 
 def write_table(
