@@ -111,13 +111,13 @@ def _downloads_forbidden() -> Iterator[None]:
         torch.hub.download_url_to_file = original
 
 
-_LPIPS_CACHE: dict[tuple[str, str], torch.nn.Module] = {}
+_LPIPS_CACHE: dict[tuple[str, str, str], torch.nn.Module] = {}
 
 
 def load_lpips(net: str, device: torch.device | str = "cpu") -> torch.nn.Module:
     """``lpips.LPIPS(net=net, pretrained=True)`` in eval mode on ``device``, cached; never downloads."""
-    require_lpips_weights(net)
-    key = (net, str(torch.device(device)))
+    path = require_lpips_weights(net)
+    key = (net, str(torch.device(device)), str(path))
     if key not in _LPIPS_CACHE:
         import lpips
 
