@@ -1,23 +1,24 @@
 """Build an SVD-style video VAE from an SD image VAE.
 
-Stable Video Diffusion's VAE keeps the image encoder and replaces the decoder with a temporal one: every decoder
-ResNet block gets a temporal (3x1x1) ResNet block blended in after it, and a 3x1x1 ``time_conv_out`` follows the
-output conv. At small scale no SVD weights exist, so :func:`svd_vae_from_image_vae` builds one from a small image VAE
-the way such a decoder starts: encoder copied unchanged (latents stay identical), spatial decoder weights copied, and
-the temporal parts initialised so that, before any video fine-tuning, the decoder reproduces the image decoder frame
-by frame:
+Stable Video Diffusion's VAE keeps the image encoder and replaces the decoder with a temporal one: every
+decoder ResNet block gets a temporal (3x1x1) ResNet block blended in after it, and a 3x1x1 ``time_conv_out``
+follows the output conv. At small scale no SVD weights exist, so :func:`svd_vae_from_image_vae` builds one
+from a small image VAE the way such a decoder starts: encoder copied unchanged (latents stay identical),
+spatial decoder weights copied, and the temporal parts initialised so that, before any video fine-tuning,
+the decoder reproduces the image decoder frame by frame:
 
-- every temporal ResNet block has its last conv zeroed, so it returns its input and the spatial/temporal blend
-  (``0.5 * x + 0.5 * x``) is exactly the spatial path; the mix factor stays trainable (a saturated sigmoid would
-  freeze it) and the zeroed conv gets gradients from the first step;
+- every temporal ResNet block has its last conv zeroed, so it returns its input and the spatial/temporal
+  blend (``0.5 * x + 0.5 * x``) is exactly the spatial path; the mix factor stays trainable (a saturated
+  sigmoid would freeze it) and the zeroed conv gets gradients from the first step;
 - ``time_conv_out`` is the identity in its centre tap.
 
-diffusers' ``AutoencoderKLTemporalDecoder`` hard-codes 32 GroupNorm groups, a mid block with ``layers_per_block``
-ResNets and no ``post_quant_conv``; small image VAEs differ on all three. :class:`TemporalDecoderVAE` is the same
-model with those three choices as config keys; with their defaults it is exactly diffusers' SVD VAE (it loads the
-released ``stabilityai/stable-video-diffusion-img2vid-xt`` weights unchanged). Remaining constraint: every entry of
-``block_out_channels`` must be divisible by 32, because diffusers builds its GroupNorms with 32 groups before the
-group count can be changed.
+diffusers' ``AutoencoderKLTemporalDecoder`` hard-codes 32 GroupNorm groups, a mid block with
+``layers_per_block`` ResNets and no ``post_quant_conv``; small image VAEs differ on all three.
+:class:`TemporalDecoderVAE` is the same model with those three choices as config keys; with their defaults
+it is exactly diffusers' SVD VAE and loads its checkpoints (such as
+``stabilityai/stable-video-diffusion-img2vid-xt``, subfolder ``vae``) unchanged. Remaining constraint:
+every entry of ``block_out_channels`` must be divisible by 32, because diffusers builds its GroupNorms with
+32 groups before the group count can be changed.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class TemporalDecoderVAE(AutoencoderKLTemporalDecoder):
             raise ValueError(
                 f"block_out_channels {tuple(block_out_channels)} has widths {bad} not divisible by "
                 f"{DIFFUSERS_TEMPORAL_GROUPS}: diffusers builds the temporal decoder's GroupNorms with "
-                f"{DIFFUSERS_TEMPORAL_GROUPS} groups. Use widths that are multiples of {DIFFUSERS_TEMPORAL_GROUPS}."
+                f"{DIFFUSERS_TEMPORAL_GROUPS} groups. Use widths that are multiples of "
+                f"{DIFFUSERS_TEMPORAL_GROUPS}."
             )
         super().__init__(
             in_channels=in_channels,
@@ -96,9 +98,7 @@ class TemporalDecoderVAE(AutoencoderKLTemporalDecoder):
                             f"{module.num_channels} channels"
                         )
                     module.num_groups = norm_num_groups
-        self.post_quant_conv = (
-            nn.Conv2d(latent_channels, latent_channels, 1) if use_post_quant_conv else None
-        )
+        self.post_quant_conv = nn.Conv2d(latent_channels, latent_channels, 1) if use_post_quant_conv else None
 
     @apply_forward_hook
     def decode(
