@@ -19,13 +19,14 @@ from snakemake.utils import min_version, validate
 
 min_version("8.20")
 
-PROFILE = str(config.get("profile", "default"))
-PROFILE_FILE = Path("config") / f"{PROFILE}.yaml"
+# `profile_file` reads a profile from elsewhere (a new experiment before it moves to config/).
+PROFILE_FILE = Path(config.get("profile_file", Path("config") / f"{config.get('profile', 'default')}.yaml"))
 if not PROFILE_FILE.is_file():
     known = sorted(p.stem for p in Path("config").glob("*.yaml") if p.stem != "schema")
-    raise WorkflowError(f"no profile {PROFILE!r}: {PROFILE_FILE} does not exist; choose one of {known}")
+    raise WorkflowError(f"no profile file {PROFILE_FILE}; choose a profile with --config profile=NAME, one of {known}")
 P = yaml.safe_load(PROFILE_FILE.read_text())
 validate(P, "config/schema.yaml")
+PROFILE = str(config.get("profile", P["profile"]))
 if P["profile"] != PROFILE:
     raise WorkflowError(f"{PROFILE_FILE} declares profile {P['profile']!r}; it must be {PROFILE!r}")
 

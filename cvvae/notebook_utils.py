@@ -39,7 +39,8 @@ def find_repo_root(start: str | Path | None = None) -> Path:
     """The folder holding the ``Snakefile`` (notebooks run from notebooks/ in JupyterLab, from the root in
     papermill)."""
     here = Path(start or Path.cwd()).resolve()
-    for folder in [here, *here.parents]:
+    package_parent = Path(__file__).resolve().parents[1]  # an editable install lives in the repository
+    for folder in [here, *here.parents, package_parent]:
         if (folder / "Snakefile").is_file() and (folder / "cvvae").is_dir():
             return folder
     raise FileNotFoundError(f"no repository root (a folder with Snakefile and cvvae/) above {here}")
