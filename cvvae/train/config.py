@@ -152,9 +152,10 @@ class MixtureSourceConfig:
 class TrainConfig:
     """One CV-VAE (or SVD-style VAE) training run; ``cvvae.train`` plus the chosen variant."""
 
-    kind: Literal["cvvae", "svd_vae"] = "cvvae"
+    kind: Literal["cvvae", "svd_vae", "image_vae"] = "cvvae"
     """``cvvae``: inflate the frozen image VAE and train the CV-VAE; ``svd_vae``: build the SVD-style VAE from
-    the image VAE, freeze its encoder and fine-tune its temporal decoder with the same budget."""
+    the image VAE, freeze its encoder and fine-tune its temporal decoder with the same budget
+    (``image_vae`` is used internally by ``cvvae train-image-vae``)."""
     steps: int = 1000
     """Optimisation steps (paper: 200k on 16 A100)."""
     lr: float = 1.0e-4

@@ -47,12 +47,13 @@ class TrainableVideoVAE(nn.Module):
     kind ``cvvae``: ``CVVAEModel`` (tiling and temporal chunking off: training clips are processed whole).
     kind ``svd_vae``: diffusers ``AutoencoderKLTemporalDecoder`` whose encoder (the image VAE's) is frozen and
     applied per frame; only the decoder is trained, decoding each clip with ``num_frames = T``.
+    kind ``image_vae``: diffusers ``AutoencoderKL`` trained on images (every frame encoded and decoded alone).
     """
 
     def __init__(self, vae: nn.Module, kind: str = "cvvae") -> None:
         super().__init__()
-        if kind not in ("cvvae", "svd_vae"):
-            raise ValueError(f"unknown model kind {kind!r}; choose 'cvvae' or 'svd_vae'")
+        if kind not in ("cvvae", "svd_vae", "image_vae"):
+            raise ValueError(f"unknown model kind {kind!r}; choose 'cvvae', 'svd_vae' or 'image_vae'")
         self.vae = vae
         self.kind = kind
         if kind == "cvvae":
@@ -61,7 +62,7 @@ class TrainableVideoVAE(nn.Module):
                     getattr(vae, switch)()
             if hasattr(vae, "set_temporal_chunking"):
                 vae.set_temporal_chunking(None)
-        else:
+        elif kind == "svd_vae":
             for module in (vae.encoder, getattr(vae, "quant_conv", None)):
                 if module is not None:
                     module.requires_grad_(False)
@@ -76,7 +77,7 @@ class TrainableVideoVAE(nn.Module):
         if self.kind == "cvvae":
             return self.vae.encode(video).latent_dist
         b, _, t = video.shape[:3]
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.kind == "image_vae"):
             posterior = self.vae.encode(video.transpose(1, 2).flatten(0, 1)).latent_dist
         return _FramePosterior(posterior, b, t)
 
@@ -84,7 +85,11 @@ class TrainableVideoVAE(nn.Module):
         if self.kind == "cvvae":
             return self.vae.decode(latents).sample
         b, _, t = latents.shape[:3]
-        frames = self.vae.decode(latents.transpose(1, 2).flatten(0, 1), num_frames=t).sample
+        flat = latents.transpose(1, 2).flatten(0, 1)
+        if self.kind == "image_vae":
+            frames = self.vae.decode(flat).sample
+        else:
+            frames = self.vae.decode(flat, num_frames=t).sample
         return frames.unflatten(0, (b, t)).transpose(1, 2)
 
     def forward(
@@ -196,7 +201,7 @@ class GeneratorObjective(nn.Module):
         total = nll
         logs = {"nll": nll.item(), "rec": rec_mean.item(), "logvar": self.rec.logvar.item()}
         terms = {"nll": nll}
-        if cfg.kind == "cvvae":
+        if cfg.kind != "svd_vae":  # the SVD-style VAE's encoder is frozen: its KL is a constant
             kl = kl_loss(out.mean, out.logvar)
             total = total + cfg.loss.kl_weight * kl
             logs["kl"] = kl.item()
