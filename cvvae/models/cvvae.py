@@ -6,9 +6,9 @@ The parameter names and shapes are those of the released ``vae3d`` checkpoints, 
 Architecture (released config: ``ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2, z_channels=4``):
 
 * encoder: causal 3D conv in; per level ``num_res_blocks`` half-3D ResNet blocks (causal 3x3x3 conv, then a 2D
-  3x3 conv per frame); downsample after every level but the last, halving time too at levels 0 and 2
-  (so 8x in space, 4x in time); mid block ResNet - spatial attention - ResNet; GroupNorm, SiLU, causal conv out
-  to ``2 z`` channels (mean and log-variance).
+  3x3 conv per frame); downsample after every level but the last, halving time too at levels 0 and 2 (so 8x in
+  space, 4x in time); mid block ResNet - spatial attention - ResNet; GroupNorm, SiLU, causal conv out to ``2
+  z`` channels (mean and log-variance).
 * decoder: centred (non-causal) 3D convs; mid block with spatial attention followed in series by temporal
   attention; per level ``num_res_blocks + 1`` ResNet blocks; upsample at every level but the first, doubling
   time at levels 3 and 1 (``T -> 2T - 1``).
@@ -73,7 +73,7 @@ class _Mid(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Video -> moments (``2 z`` channels, mean then log-variance); 8x spatial and ``2 ** levels/2`` temporal."""
+    """Video -> moments (``2 z`` channels: mean, then log-variance); 8x smaller in space, 4x in time."""
 
     def __init__(
         self,
@@ -91,16 +91,19 @@ class Encoder(nn.Module):
         attn_type: str,
         norm_num_groups: int,
         norm_per_frame: bool,
+        norm_eps: float = 1e-5,
         resolution: int = 256,
     ) -> None:
         super().__init__()
         self.gradient_checkpointing = False
 
         def block(cin: int, cout: int) -> ResnetBlock3D:
-            return ResnetBlock3D(cin, cout, conv_kind, half_3d, dropout, norm_num_groups, norm_per_frame)
+            return ResnetBlock3D(
+                cin, cout, conv_kind, half_3d, dropout, norm_num_groups, norm_per_frame, norm_eps
+            )
 
         def attention(c: int) -> nn.Module:
-            return make_attention(attn_type, c, norm_num_groups, norm_per_frame)
+            return make_attention(attn_type, c, norm_num_groups, norm_per_frame, norm_eps)
 
         self.conv_in = make_conv(conv_kind, in_channels, ch, 3)
         self.down = nn.ModuleList()
@@ -117,7 +120,7 @@ class Encoder(nn.Module):
                 res //= 2
             self.down.append(stage)
         self.mid = _Mid(block_in, attention(block_in), block)
-        self.norm_out = GroupNorm(norm_num_groups, block_in, norm_per_frame)
+        self.norm_out = GroupNorm(norm_num_groups, block_in, norm_per_frame, norm_eps)
         self.conv_out = make_conv(conv_kind, block_in, 2 * z_channels if double_z else z_channels, 3)
 
     def _run_block(self, block: nn.Module, h: Tensor) -> Tensor:
@@ -158,16 +161,19 @@ class Decoder(nn.Module):
         attn_type: str,
         norm_num_groups: int,
         norm_per_frame: bool,
+        norm_eps: float = 1e-5,
         resolution: int = 256,
     ) -> None:
         super().__init__()
         self.gradient_checkpointing = False
 
         def block(cin: int, cout: int) -> ResnetBlock3D:
-            return ResnetBlock3D(cin, cout, conv_kind, half_3d, dropout, norm_num_groups, norm_per_frame)
+            return ResnetBlock3D(
+                cin, cout, conv_kind, half_3d, dropout, norm_num_groups, norm_per_frame, norm_eps
+            )
 
         def attention(c: int) -> nn.Module:
-            return make_attention(attn_type, c, norm_num_groups, norm_per_frame)
+            return make_attention(attn_type, c, norm_num_groups, norm_per_frame, norm_eps)
 
         levels = len(ch_mult)
         block_in = ch * ch_mult[-1]
@@ -187,7 +193,7 @@ class Decoder(nn.Module):
                 res *= 2
             stages.insert(0, stage)
         self.up = nn.ModuleList(stages)  # indexed by level, as released
-        self.norm_out = GroupNorm(norm_num_groups, block_in, norm_per_frame)
+        self.norm_out = GroupNorm(norm_num_groups, block_in, norm_per_frame, norm_eps)
         self.conv_out = make_conv(conv_kind, block_in, out_ch, 3)
 
     def _run_block(self, block: nn.Module, h: Tensor) -> Tensor:
@@ -213,27 +219,29 @@ class Decoder(nn.Module):
 class CVVAEModel(ModelMixin, ConfigMixin):
     r"""The CV-VAE video autoencoder (diffusers ``ModelMixin`` + ``ConfigMixin``).
 
-    Config keys are those of the released ``config.json`` plus two defaulted extras: ``norm_num_groups``
-    (32 as released; smaller for tiny test models) and ``norm_per_frame`` (False as released: ResNet
-    GroupNorm statistics span all frames of a window; True normalises each frame alone, which makes the encoder
-    strictly frame-causal and the ``causal_cache`` chunking exact).
+    Config keys are those of the released ``config.json`` plus three defaulted extras: ``norm_num_groups`` (32
+    as released; smaller for tiny test models), ``norm_eps`` (GroupNorm eps, 1e-5 as released; 1e-6 when
+    inflated from a diffusers image VAE, whose eps that is) and ``norm_per_frame`` (False as released: ResNet
+    GroupNorm statistics span all frames of a window; True normalises each frame alone, which makes the
+    encoder strictly frame-causal and the ``causal_cache`` chunking exact).
 
     Shapes and frame rules:
 
-    * ``encode(x)``: ``x`` is ``B C T H W`` with ``T = 1 + 4k`` (``ValueError`` otherwise), or ``B C H W``: a batch
-      of images (``T = 1``), or, when ``num_video_frames`` is set, ``(B T) C H W`` frames regrouped into videos of
-      ``num_video_frames``. Returns ``AutoencoderKLOutput(latent_dist)`` with latents ``B z (1 + k) H/8 W/8``.
-    * ``decode(z, num_frames=None)``: ``z`` is ``B z t h w`` (gives ``1 + 4 (t - 1)`` frames), or 4D
-      ``(B t) z h w``: regrouped into videos of ``num_frames`` *latent* frames when given, else of
-      ``num_latent_frames`` (derived from ``num_video_frames``) when set, else every latent is its own one-frame
-      video. ``decode(z4d, num_frames=1)`` is therefore the image mode: each latent frame decoded as one image.
-      The output is ``B C T H W``, or ``(B T) C H W`` when ``reshape_x_dim_to_4`` is set.
-      ``reshape_z_dim_to_4`` is accepted for config compatibility and, as released, has no effect.
+    * ``encode(x)``: ``x`` is ``B C T H W`` with ``T = 1 + 4k`` (``ValueError`` otherwise), or ``B C H W``: a
+      batch of images (``T = 1``), or, when ``num_video_frames`` is set, ``(B T) C H W`` frames regrouped into
+      videos of ``num_video_frames``. Returns ``AutoencoderKLOutput(latent_dist)`` with latents ``B z (1 + k)
+      H/8 W/8``.
+    * ``decode(z, num_frames=None)``: ``z`` is ``B z t h w`` (gives ``1 + 4 (t - 1)`` frames), or 4D ``(B t) z
+      h w``: regrouped into videos of ``num_frames`` *latent* frames when given, else of ``num_latent_frames``
+      (derived from ``num_video_frames``) when set, else every latent is its own one-frame video.
+      ``decode(z4d, num_frames=1)`` is therefore the image mode: each latent frame decoded as one image. The
+      output is ``B C T H W``, or ``(B T) C H W`` when ``reshape_x_dim_to_4`` is set. ``reshape_z_dim_to_4``
+      is accepted for config compatibility and, as released, has no effect.
     * Temporal chunking (default ``official`` when ``en_de_n_frames_a_time`` is set): encode windows of
       ``en_de_n_frames_a_time + 1`` frames, decode windows of ``en_de_n_frames_a_time / time_n_compress + 1``
       latent frames, overlapping by one frame whose repeat is dropped. See :meth:`set_temporal_chunking`.
-    * Spatial tiling (on when ``tile_spatial_size`` is set, as released): tiles of ``tile_spatial_size`` pixels
-      (``/ spatial_n_compress`` latents) overlapping by ``tile_overlap_ratio``, blended linearly.
+    * Spatial tiling (on when ``tile_spatial_size`` is set, as released): tiles of ``tile_spatial_size``
+      pixels (``/ spatial_n_compress`` latents) overlapping by ``tile_overlap_ratio``, blended linearly.
     """
 
     config_name = "config.json"
@@ -269,6 +277,7 @@ class CVVAEModel(ModelMixin, ConfigMixin):
         reshape_x_dim_to_4: bool = False,
         norm_num_groups: int = 32,
         norm_per_frame: bool = False,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if len(ch_mult) < 1:
@@ -293,6 +302,7 @@ class CVVAEModel(ModelMixin, ConfigMixin):
             half_3d=half_3d,
             norm_num_groups=norm_num_groups,
             norm_per_frame=norm_per_frame,
+            norm_eps=norm_eps,
         )
         self.encoder = Encoder(
             in_channels=in_channels,
@@ -333,7 +343,7 @@ class CVVAEModel(ModelMixin, ConfigMixin):
     def enable_tiling(
         self, tile_sample_size: int | None = None, tile_overlap_ratio: float | None = None
     ) -> None:
-        """Encode and decode in overlapping spatial tiles (pixels ``tile_sample_size``, default the config's)."""
+        """Encode and decode in overlapping spatial tiles of ``tile_sample_size`` pixels (default: config)."""
         self.use_tiling = True
         if tile_sample_size is not None:
             if tile_sample_size % self.config.spatial_n_compress:
@@ -357,13 +367,13 @@ class CVVAEModel(ModelMixin, ConfigMixin):
     def set_temporal_chunking(self, mode: TemporalChunking, chunk_frames: int | None = None) -> None:
         """Choose how long videos are split in time.
 
-        * ``"official"``: the released overlapping windows (``chunk_frames + 1`` pixel frames per encode round,
-          ``chunk_frames / time_n_compress + 1`` latent frames per decode round).
+        * ``"official"``: the released overlapping windows (``chunk_frames + 1`` pixel frames per encode
+          round, ``chunk_frames / time_n_compress + 1`` latent frames per decode round).
         * ``"causal_cache"``: the encoder runs over chunks of ``chunk_frames`` frames (after a first chunk of
           ``1 + chunk_frames``), carrying every causal layer's last frames: equal to one pass over the whole
           video. Needs ``causal_encoder=True`` and ``norm_per_frame=True`` (released GroupNorm statistics span
-          all frames, which no chunking can reproduce exactly). The decoder (non-causal as released) keeps
-          the official windows in this mode.
+          all frames, which no chunking can reproduce exactly). The decoder (non-causal as released) keeps the
+          official windows in this mode.
         * ``None``: one pass over the whole video (memory grows with its length).
         """
         if mode not in ("official", "causal_cache", None):
@@ -376,7 +386,8 @@ class CVVAEModel(ModelMixin, ConfigMixin):
                 raise ValueError("causal_cache chunking needs a causal 3D encoder (causal_encoder=True)")
             if not self.config.norm_per_frame:
                 raise ValueError(
-                    "causal_cache chunking is exact only with per-frame normalisation (norm_per_frame=True); this "
+                    "causal_cache chunking is exact only with per-frame normalisation (norm_per_frame=True); "
+                    "this "
                     "model's GroupNorm statistics span all frames of a pass. Use 'official' windows or None."
                 )
         self.temporal_chunking = mode

@@ -36,8 +36,9 @@ def check_num_frames(num_frames: int, time_compress: int = 4) -> int:
         lower, upper = nearest_valid_frames(num_frames, time_compress)
         nearest = f"{lower} or {upper}" if lower != upper else f"{lower}"
         raise ValueError(
-            f"CV-VAE needs 1 + {time_compress}k frames (1, {1 + time_compress}, {1 + 2 * time_compress}, ...), "
-            f"got {num_frames}; the nearest valid counts are {nearest}. Trim or pad the clip to one of them."
+            f"CV-VAE needs 1 + {time_compress}k frames (1, {1 + time_compress}, {1 + 2 * time_compress}, "
+            f"...), got {num_frames}; the nearest valid counts are {nearest}. "
+            "Trim or pad the clip to one of them."
         )
     return num_frames
 

@@ -1,17 +1,17 @@
 """Inflate a Stable-Diffusion-style image VAE (diffusers ``AutoencoderKL``) into a :class:`CVVAEModel`.
 
 Every 2D kernel goes into the temporal tap that lets a single image pass through unchanged, the other taps are
-zero: the *last* tap of the causal encoder convs (their front padding repeats the frame), the *middle* tap of the
-centred decoder convs (their time padding is zero). Consequences, for one frame:
+zero: the *last* tap of the causal encoder convs (their front padding repeats the frame), the *middle* tap of
+the centred decoder convs (their time padding is zero). Consequences, for one frame:
 
-* encoder: exact (``quant_conv`` is folded into ``conv_out``; only GroupNorm eps differs, 1e-5 vs 1e-6);
-  the stride-2 temporal downsample convs keep frames 0, 2, 4, ..., so latent ``t`` is built from frame ``4 t``;
+* encoder: exact (``quant_conv`` folded into ``conv_out``; GroupNorm eps set to diffusers' 1e-6); the stride-2
+  temporal downsample convs keep frames 0, 2, 4, ..., so latent ``t`` is built from frame ``4 t``;
 * decoder: exact except (1) ``post_quant_conv``'s bias folded into ``conv_in`` is wrong on the border pixels
   (zero padding does not carry a bias), and (2) the mid block's temporal attention, which sits *in series*
   behind a LayerNorm with no residual of its own (see ``temporal_attention_init``);
-* temporal upsampling convs: the half of the channels that becomes frame ``2 t`` (kept for ``T = 1``) holds the
-  2D kernel at the middle tap; the half that becomes the in-between frame ``2 t - 1`` averages the previous and
-  current frame (0.5 at taps 0 and 1): linear interpolation in time.
+* temporal upsampling convs: the half of the channels that becomes frame ``2 t`` (kept for ``T = 1``) holds
+  the 2D kernel at the middle tap; the half that becomes the in-between frame ``2 t - 1`` averages the
+  previous and current frame (0.5 at taps 0 and 1): linear interpolation in time.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ TEMPORAL_ATTENTION_INITS = ("linearised", "standardised", "zero")
 
 
 def image_vae_to_cvvae_config(vae: Any) -> dict[str, Any]:
-    """CV-VAE config keys derived from an ``AutoencoderKL`` config; raises ``ValueError`` if not inflatable."""
+    """CV-VAE config keys derived from an ``AutoencoderKL`` config; ``ValueError`` if not inflatable."""
     cfg = vae.config
     blocks = list(cfg.block_out_channels)
     problems = []
@@ -55,6 +55,7 @@ def image_vae_to_cvvae_config(vae: Any) -> dict[str, Any]:
         "in_channels": cfg.in_channels,
         "out_ch": cfg.out_channels,
         "norm_num_groups": cfg.norm_num_groups,
+        "norm_eps": 1e-6,  # diffusers' AutoencoderKL GroupNorm eps
         "scaling_factor": cfg.scaling_factor,
         "force_upcast": bool(cfg.force_upcast),
     }
@@ -108,8 +109,8 @@ def _copy_spatial_attention(dst: nn.Module, src: nn.Module) -> None:
 @torch.no_grad()
 def _init_temporal_attention(dst: nn.Module, mode: str, scale: float) -> None:
     """Initialise the decoder's temporal attention, which replaces the spatial branch ``s`` by
-    ``proj_out_t(attn_t(LayerNorm(s)))``. For one frame the attention returns ``v_t``; with ``q_t = k_t = 0`` a
-    video gets the mean of ``v_t`` over its frames (exact for static content).
+    ``proj_out_t(attn_t(LayerNorm(s)))``. For one frame the attention returns ``v_t``; with ``q_t = k_t = 0``
+    a video gets the mean of ``v_t`` over its frames (exact for static content).
 
     * ``linearised`` (default): the spatial ``proj_out`` is scaled by ``scale`` so that the LayerNorm's input
       variance is far below its eps; the LayerNorm then only removes the channel mean and divides by
@@ -270,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.image_vae) / (args.subfolder or "")
     if not (source / "config.json").is_file():
         raise FileNotFoundError(
-            f"no image VAE at {source}: expected a diffusers AutoencoderKL folder with config.json and weights "
+            f"no image VAE at {source}: expected a diffusers AutoencoderKL folder with config.json and "
+            "weights "
             "(e.g. the 'vae' folder of a Stable Diffusion 2.1 download, or a run's image_vae/final folder)"
         )
     overrides = {}

@@ -1,21 +1,22 @@
 """Building blocks of the CV-VAE encoder and decoder.
 
 Module and parameter names follow the released checkpoints (``norm1``, ``conv1``, ``nin_shortcut``,
-``q``/``k``/``v``/``proj_out``, ``q_t``/.../``norm_t``, ``downsample.conv``, ``upsample.conv``), so the released
-state dicts load without key conversion.
+``q``/``k``/``v``/``proj_out``, ``q_t``/.../``norm_t``, ``downsample.conv``, ``upsample.conv``), so the
+released state dicts load without key conversion.
 
 Padding rules of the released model, reproduced here:
 
 * causal 3D convs (encoder): zero padding in space, the first frame repeated ``kernel - 1`` times in front
   (``replicate``), nothing behind;
-* centred 3D convs (decoder, ``causal_decoder=False``): ``nn.Conv3d(padding=1)``, i.e. zeros in time and space;
+* centred 3D convs (decoder, ``causal_decoder=False``): ``nn.Conv3d(padding=1)``, i.e. zeros in time and
+  space;
 * spatial+temporal downsample: zeros on the right/bottom in space, the first frame repeated twice in front;
-* spatial+temporal upsample: nearest 2x in space, then a 3x3x3 conv with zero spatial padding and one replicated
-  frame on each side in time; a temporal upsample conv has twice the channels, the two halves become two
-  interleaved frames, and the first output frame is dropped (``T -> 2T - 1``).
+* spatial+temporal upsample: nearest 2x in space, then a 3x3x3 conv with zero spatial padding and one
+  replicated frame on each side in time; a temporal upsample conv has twice the channels, the two halves
+  become two interleaved frames, and the first output frame is dropped (``T -> 2T - 1``).
 
-Causal layers can carry a :class:`TemporalCache`: the frames of the previous chunk that the next chunk's
-first outputs still need. With the cache a causal stack processed chunk by chunk gives the unchunked result.
+Causal layers can carry a :class:`TemporalCache`: the frames of the previous chunk that the next chunk's first
+outputs still need. With the cache a causal stack processed chunk by chunk gives the unchunked result.
 """
 
 from __future__ import annotations
@@ -111,8 +112,10 @@ class GroupNorm(nn.GroupNorm):
     ``per_frame=True`` each frame is normalised on its own, which makes the encoder strictly frame-causal.
     """
 
-    def __init__(self, num_groups: int, num_channels: int, per_frame: bool = False) -> None:
-        super().__init__(num_groups, num_channels, eps=1e-5, affine=True)
+    def __init__(
+        self, num_groups: int, num_channels: int, per_frame: bool = False, eps: float = 1e-5
+    ) -> None:
+        super().__init__(num_groups, num_channels, eps=eps, affine=True)
         self.per_frame = per_frame
 
     def forward(self, x: Tensor) -> Tensor:
@@ -131,7 +134,7 @@ class GroupNorm(nn.GroupNorm):
 
 
 class ResnetBlock3D(nn.Module):
-    """Norm -> SiLU -> conv1 (3D) -> norm -> SiLU -> dropout -> conv2 (2D per frame when ``half_3d``) + skip."""
+    """Norm, SiLU, conv1 (3D), norm, SiLU, dropout, conv2 (2D per frame when ``half_3d``), plus skip."""
 
     def __init__(
         self,
@@ -142,12 +145,13 @@ class ResnetBlock3D(nn.Module):
         dropout: float = 0.0,
         norm_num_groups: int = 32,
         norm_per_frame: bool = False,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.norm1 = GroupNorm(norm_num_groups, in_channels, norm_per_frame)
+        self.norm1 = GroupNorm(norm_num_groups, in_channels, norm_per_frame, norm_eps)
         self.conv1 = make_conv(conv_kind, in_channels, out_channels, 3)
-        self.norm2 = GroupNorm(norm_num_groups, out_channels, norm_per_frame)
+        self.norm2 = GroupNorm(norm_num_groups, out_channels, norm_per_frame, norm_eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = make_conv("per_frame" if half_3d else conv_kind, out_channels, out_channels, 3)
         if in_channels != out_channels:
@@ -206,9 +210,11 @@ def _single_head_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 class SpatialAttention(nn.Module):
     """Single-head self-attention over the pixels of each frame, with a residual (the SD VAE mid block)."""
 
-    def __init__(self, channels: int, norm_num_groups: int = 32, norm_per_frame: bool = False) -> None:
+    def __init__(
+        self, channels: int, norm_num_groups: int = 32, norm_per_frame: bool = False, norm_eps: float = 1e-5
+    ) -> None:
         super().__init__()
-        self.norm = GroupNorm(norm_num_groups, channels, norm_per_frame)
+        self.norm = GroupNorm(norm_num_groups, channels, norm_per_frame, norm_eps)
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)
@@ -237,8 +243,10 @@ class SpatioTemporalAttention(SpatialAttention):
     residual of its own.
     """
 
-    def __init__(self, channels: int, norm_num_groups: int = 32, norm_per_frame: bool = False) -> None:
-        super().__init__(channels, norm_num_groups, norm_per_frame)
+    def __init__(
+        self, channels: int, norm_num_groups: int = 32, norm_per_frame: bool = False, norm_eps: float = 1e-5
+    ) -> None:
+        super().__init__(channels, norm_num_groups, norm_per_frame, norm_eps)
         self.q_t = nn.Linear(channels, channels)
         self.k_t = nn.Linear(channels, channels)
         self.v_t = nn.Linear(channels, channels)
@@ -266,9 +274,11 @@ ATTENTION_TYPES: dict[str, Callable[..., nn.Module] | None] = {
 }
 
 
-def make_attention(attn_type: str, channels: int, norm_num_groups: int, norm_per_frame: bool) -> nn.Module:
+def make_attention(
+    attn_type: str, channels: int, norm_num_groups: int, norm_per_frame: bool, norm_eps: float = 1e-5
+) -> nn.Module:
     """Attention block by its released ``*_attn_type`` name."""
     if attn_type not in ATTENTION_TYPES:
         raise ValueError(f"unknown attention type {attn_type!r}; choose one of {sorted(ATTENTION_TYPES)}")
     cls = ATTENTION_TYPES[attn_type]
-    return nn.Identity() if cls is None else cls(channels, norm_num_groups, norm_per_frame)
+    return nn.Identity() if cls is None else cls(channels, norm_num_groups, norm_per_frame, norm_eps)

@@ -2,18 +2,19 @@
 
 Temporal chunking, two modes:
 
-* ``official`` (as released): independent windows of ``stride + 1`` frames that overlap by one frame
-  (``[0, stride]``, ``[stride, 2 stride]``, ...); the first output frame of every later window is dropped, because
-  it repeats the last frame of the window before. Encoding uses ``stride = 16`` pixel frames, decoding
-  ``stride = 4`` latent frames. Each window is a separate pass: results differ from a single pass over the video.
-* ``causal_cache``: the video is cut into ``1 + chunk`` frames followed by chunks of ``chunk`` frames; every causal
-  layer carries the frames the next chunk still needs (:class:`~cvvae.models.layers.TemporalCache`), so the
-  result equals one pass over the whole video while memory stays that of one chunk.
+* ``official`` (as released): independent windows of ``stride + 1`` frames that overlap by one frame (``[0,
+  stride]``, ``[stride, 2 stride]``, ...); the first output frame of every later window is dropped, because it
+  repeats the last frame of the window before. Encoding uses ``stride = 16`` pixel frames, decoding ``stride =
+  4`` latent frames. Each window is a separate pass: results differ from a single pass over the video.
+* ``causal_cache``: the video is cut into ``1 + chunk`` frames followed by chunks of ``chunk`` frames; every
+  causal layer carries the frames the next chunk still needs (:class:`~cvvae.models.layers.TemporalCache`), so
+  the result equals one pass over the whole video while memory stays that of one chunk.
 
-Spatial tiling (as released): tiles of ``tile`` input pixels every ``stride`` pixels, the last tile starting where
-it first reaches the border; neighbouring output tiles are blended linearly over ``overlap`` output pixels
-(weight ``i / overlap`` for the later tile) and cropped to ``out_stride``. Tiling and temporal windows commute
-(blending is per frame and the tile grid only depends on height and width), so tiles are the outer loop here.
+Spatial tiling (as released): tiles of ``tile`` input pixels every ``stride`` pixels, the last tile starting
+where it first reaches the border; neighbouring output tiles are blended linearly over ``overlap`` output
+pixels (weight ``i / overlap`` for the later tile) and cropped to ``out_stride``. Tiling and temporal windows
+commute (blending is per frame and the tile grid only depends on height and width), so tiles are the outer
+loop here.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def official_windows(num_frames: int, stride: int) -> list[slice]:
 
 
 def run_official_windows(fn: TensorFn, x: Tensor, stride: int) -> Tensor:
-    """Apply ``fn`` to each released window of ``x`` (``B C T H W``) and join the results in time, dropping the
-    first frame of every window after the first."""
+    """Apply ``fn`` to each released window of ``x`` (``B C T H W``) and join the results in time,
+    dropping the first frame of every window after the first."""
     outputs = []
     for n, window in enumerate(official_windows(x.shape[2], stride)):
         out = fn(x[:, :, window])
