@@ -225,7 +225,9 @@ def inflate_from_image_vae(
     model = CVVAEModel(**{**derived, **config_overrides})
     if not (model.config.use_3d_conv and model.config.causal_encoder and not model.config.causal_decoder):
         raise ValueError("inflation supports the released layout: causal 3D encoder, centred 3D decoder")
-    model = model.to(dtype=next(vae.parameters()).dtype)
+    dtype = next(vae.parameters()).dtype
+    if dtype != torch.float32:
+        model = model.to(dtype=dtype)
     _inflate_encoder(model, vae)
     _inflate_decoder(model, vae, temporal_attention_init, linearised_scale)
     return model
