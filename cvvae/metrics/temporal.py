@@ -156,12 +156,15 @@ def warping_error(pred: Tensor, target: Tensor) -> Tensor:
 
 def temporal_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     """All temporal metrics, each ``B (T-1)``: ``tde``, ``tof``, ``warp_error``, ``warp_error_gt``,
-    ``flicker`` (VBench score of the reconstruction) and ``flicker_gt`` (of the ground truth)."""
+    ``vbench_flicker`` (VBench score of the reconstruction), ``vbench_flicker_gt`` (of the ground truth) and
+    ``flicker`` = mean |x̂_t - x̂_{t-1}| - mean |x_t - x_{t-1}| on [0, 1] (the reconstruction's frame-to-frame
+    change beyond the ground truth's, = ``vbench_flicker_gt - vbench_flicker``; closer to 0 is better)."""
     pred, target = check_pair(pred, target)
     metrics = {"tde": temporal_difference_error(pred, target)}
     metrics.update(flow_metrics(pred, target))
-    metrics["flicker"] = vbench_flicker_score(pred)
-    metrics["flicker_gt"] = vbench_flicker_score(target)
+    metrics["vbench_flicker"] = vbench_flicker_score(pred)
+    metrics["vbench_flicker_gt"] = vbench_flicker_score(target)
+    metrics["flicker"] = metrics["vbench_flicker_gt"] - metrics["vbench_flicker"]
     return metrics
 
 

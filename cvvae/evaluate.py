@@ -1,0 +1,498 @@
+"""Reconstruct a dataset with any ``VideoAutoencoder``; write per-clip, per-frame and summary metric tables.
+
+Output folder (``out_dir``):
+
+- ``per_clip.csv``: one row per clip: ``clip_id, path, num_frames, latent_frames``, means of ``psnr, ssim,
+  lpips_<net>``, temporal metrics (``tde, tof, warp_error, warp_error_gt, flicker, vbench_flicker,
+  vbench_flicker_gt``; clips of two or more frames), latent compatibility (``compat_psnr, compat_ssim,
+  latent_mse, latent_cosine, latent_frechet``; only with a ``LatentReference``) and ``encode_seconds,
+  decode_seconds, seconds``.
+- ``per_frame.csv``: one row per clip and frame index: ``psnr, ssim, lpips_<net>`` and ``tde`` of the
+  transition into that frame (empty for frame 0). Mean PSNR by ``frame_index`` exposes chunk boundaries.
+- ``summary.csv``: one row naming the protocol, the model and every metric implementation, with the means.
+- ``meta.json``: the same description as data; a restart checks it before resuming.
+
+Rows are appended as each clip finishes (per-frame rows first, then the clip row, each in a single write), so
+a restarted evaluation skips finished clips and drops partial per-frame rows of the clip it was working on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from cvvae.metrics import latent as latent_metrics
+from cvvae.metrics import reconstruction as rec
+from cvvae.metrics import temporal
+from cvvae.metrics.weights import format_na, lpips_na_reason
+
+PER_CLIP_CSV = "per_clip.csv"
+PER_FRAME_CSV = "per_frame.csv"
+SUMMARY_CSV = "summary.csv"
+META_JSON = "meta.json"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Fields of meta.json that must match for a restart to resume instead of mixing two different runs.
+RESUME_KEYS = ("protocol", "model", "dtype", "lpips_nets", "latent_reference")
+
+
+@dataclass
+class LatentReference:
+    """The frozen image VAE that the autoencoder's latents should stay compatible with.
+
+    ``decode_image`` maps latents ``N c h w`` to images ``N C H W``; ``psi`` maps a video ``B C T H W`` to the
+    frames its latent frames stand for ``B C t H W`` (e.g. ``cvvae.train.map_frames(video, "slice")``);
+    ``encode_image`` (optional) maps images to latents for ``latent_distance``.
+    """
+
+    decode_image: Callable[[Tensor], Tensor]
+    psi: Callable[[Tensor], Tensor]
+    encode_image: Callable[[Tensor], Tensor] | None = None
+    description: str = "image VAE"
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CSV files that survive interruption
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Remove an incomplete last line left by a crash in the middle of an append."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append ``rows`` in one write; a new column (rare) rewrites the file atomically with the union."""
+    if not rows:
+        return
+    new = pd.DataFrame(rows)
+    if not path.is_file() or path.stat().st_size == 0:
+        _atomic_write_text(path, new.to_csv(index=False))
+        return
+    header = path.open().readline().rstrip("\n").split(",")
+    if not set(new.columns) <= set(header):
+        merged = pd.concat([pd.read_csv(path), new], ignore_index=True)
+        _atomic_write_text(path, merged.to_csv(index=False))
+        return
+    text = new.reindex(columns=header).to_csv(index=False, header=False)
+    with path.open("a") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path, dtype={"clip_id": str})
+
+
+def _prepare_resume(out_dir: Path, meta: dict[str, Any], resume: bool) -> set[str]:
+    """Finished clip ids; checks that an existing run is the same evaluation, cleans partial rows."""
+    files = [out_dir / n for n in (PER_CLIP_CSV, PER_FRAME_CSV, SUMMARY_CSV, META_JSON)]
+    if not resume:
+        for path in files:
+            path.unlink(missing_ok=True)
+        return set()
+    meta_path = out_dir / META_JSON
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        changed = {k: (old.get(k), meta[k]) for k in RESUME_KEYS if old.get(k) != meta[k]}
+        if changed:
+            raise ValueError(
+                f"{out_dir} holds a different evaluation ({changed}); use another --out folder or restart "
+                "from scratch with resume=False (--no-resume)"
+            )
+    for path in files[:2]:
+        if path.is_file():
+            _drop_torn_tail(path)
+    clips = _read_csv(out_dir / PER_CLIP_CSV)
+    done = set(clips["clip_id"]) if "clip_id" in clips else set()
+    frames = _read_csv(out_dir / PER_FRAME_CSV)
+    if "clip_id" in frames and not frames["clip_id"].isin(done).all():
+        kept = frames[frames["clip_id"].isin(done)]
+        _atomic_write_text(out_dir / PER_FRAME_CSV, kept.to_csv(index=False))
+    return done
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One clip
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _mean(values: Tensor) -> float:
+    finite = values[torch.isfinite(values)]
+    return float(finite.double().mean()) if finite.numel() else float("nan")
+
+
+def _evaluate_clip(
+    autoencoder: Any,
+    video: Tensor,
+    lpips_nets: Sequence[str],
+    device: torch.device,
+    dtype: torch.dtype,
+    reference: LatentReference | None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Per-clip values and per-frame arrays of one ``C T H W`` clip."""
+    target = video.unsqueeze(0).to(device=device, dtype=torch.float32)
+    with torch.no_grad():
+        start = time.perf_counter()
+        latents = autoencoder.encode(target.to(dtype))
+        _sync(device)
+        encoded = time.perf_counter()
+        recon = autoencoder.decode(latents, target.shape[2])
+        _sync(device)
+        decoded = time.perf_counter()
+    pred = recon.float()
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"{autoencoder.name} decoded shape {tuple(pred.shape)} for input {tuple(target.shape)}"
+        )
+    if not torch.isfinite(pred).all():
+        raise FloatingPointError(
+            f"{autoencoder.name} produced NaN/inf in {_dtype_name(dtype)}; fp16 decoding is known to "
+            "overflow in some VAEs: evaluate in bf16 or fp32"
+        )
+    per_frame: dict[str, Tensor] = rec.reconstruction_metrics(pred, target, lpips_nets=tuple(lpips_nets))
+    clip: dict[str, float] = {name: _mean(values) for name, values in per_frame.items()}
+    clip["latent_frames"] = int(latents.shape[2])
+    if target.shape[2] >= 2:
+        transitions = temporal.temporal_metrics(pred, target)
+        clip.update({name: _mean(values) for name, values in transitions.items()})
+        # Transition t-1 -> t is reported at frame t; frame 0 has none.
+        per_frame["tde"] = torch.cat([torch.full((1, 1), float("nan")), transitions["tde"].cpu()], dim=1)
+    if reference is not None:
+        clip.update(_compatibility(latents.float(), target, reference))
+    clip.update(encode_seconds=encoded - start, decode_seconds=decoded - encoded, seconds=decoded - start)
+    arrays = {name: values[0].detach().cpu().double().numpy() for name, values in per_frame.items()}
+    return clip, arrays
+
+
+def _compatibility(latents: Tensor, target: Tensor, reference: LatentReference) -> dict[str, float]:
+    """Image decoder on the autoencoder's latent frames vs psi(X), and latents vs the image VAE's latents.
+    NaN where the autoencoder's latent frames do not correspond to psi's frames (e.g. per-frame models)."""
+    out = dict.fromkeys(
+        ("compat_psnr", "compat_ssim", "latent_mse", "latent_cosine", "latent_frechet"), math.nan
+    )
+    mapped = reference.psi(target)
+    if mapped.shape[2] != latents.shape[2]:
+        return out
+    decoded = latent_metrics.decode_latent_frames(latents, reference.decode_image).float()
+    if decoded.shape != mapped.shape:
+        return out
+    out["compat_psnr"] = _mean(rec.psnr_per_frame(decoded, mapped))
+    if min(mapped.shape[-2:]) >= 11:
+        out["compat_ssim"] = _mean(rec.ssim_per_frame(decoded, mapped))
+    if reference.encode_image is not None:
+        with torch.no_grad():
+            ref_latents = reference.encode_image(rec.frames_as_images(mapped))
+        b, t = mapped.shape[0], mapped.shape[2]
+        ref_latents = ref_latents.reshape(b, t, *ref_latents.shape[1:]).permute(0, 2, 1, 3, 4)
+        if ref_latents.shape == latents.shape:
+            distance = latent_metrics.latent_distance(latents, ref_latents.float())
+            out.update(
+                latent_mse=distance["mse"],
+                latent_cosine=distance["cosine"],
+                latent_frechet=distance["frechet"],
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The evaluation
+
+
+def describe_metrics(lpips_nets: Sequence[str]) -> dict[str, str]:
+    """The metric implementations, as every table row names them."""
+    lpips_impl = {}
+    for net in lpips_nets:
+        reason = lpips_na_reason(net)
+        lpips_impl[f"lpips_{net}_impl"] = (
+            f"lpips v0.1 ({net}, torchvision ImageNet backbone), per frame on [-1,1]"
+            if reason is None
+            else format_na(reason)
+        )
+    return {
+        "psnr_impl": rec.PSNR_IMPL,
+        "ssim_impl": rec.SSIM_IMPL,
+        **lpips_impl,
+        "flow_impl": temporal.FLOW_IMPL,
+        "tde_impl": temporal.TDE_IMPL,
+        "warp_impl": temporal.WARP_IMPL,
+        "flicker_impl": temporal.FLICKER_IMPL,
+    }
+
+
+def summarize(per_clip: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """One-row summary: protocol, model, implementations, clip count and the mean of every metric; LPIPS
+    columns read ``n/a (reason)`` when the weights are not installed."""
+    row: dict[str, Any] = {
+        "protocol": meta["protocol"],
+        "protocol_description": meta["protocol_description"],
+        "model": meta["model"],
+        "dtype": meta["dtype"],
+        "clips": len(per_clip),
+        **meta["implementations"],
+    }
+    skip = {"clip_id", "path", "num_frames"}
+    for column in per_clip.columns:
+        if column not in skip and pd.api.types.is_numeric_dtype(per_clip[column]):
+            row[column] = float(per_clip[column].mean()) if per_clip[column].notna().any() else math.nan
+    for net, reason in meta["lpips_na"].items():
+        row[f"lpips_{net}"] = format_na(reason)
+    return pd.DataFrame([row])
+
+
+def evaluate(
+    autoencoder: Any,
+    dataset: Sequence[dict[str, Any]],
+    out_dir: str | Path,
+    protocol_name: str,
+    lpips_nets: Sequence[str] = ("alex", "vgg"),
+    device: torch.device | str = "cpu",
+    dtype: str | torch.dtype = torch.float32,
+    resume: bool = True,
+    *,
+    limit: int | None = None,
+    latent_reference: LatentReference | None = None,
+    protocol_description: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Reconstruct every item ``{"video": C T H W in [-1, 1], "clip_id", "path"}`` of ``dataset`` with
+    ``autoencoder`` (the ``VideoAutoencoder`` interface) and write the tables described in the module docs.
+
+    Returns the per-clip table (every finished clip, including those of earlier runs). LPIPS backbones whose
+    weights are not installed are left out and reported as ``n/a`` in the summary, with the reason.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    dtype = resolve_dtype(dtype)
+    lpips_na = {net: reason for net in lpips_nets if (reason := lpips_na_reason(net)) is not None}
+    usable_nets = [net for net in lpips_nets if net not in lpips_na]
+    meta = {
+        "protocol": protocol_name,
+        "protocol_description": protocol_description or protocol_name,
+        "model": str(getattr(autoencoder, "name", type(autoencoder).__name__)),
+        "dtype": _dtype_name(dtype),
+        "device": str(device),
+        "lpips_nets": list(lpips_nets),
+        "lpips_na": lpips_na,
+        "latent_reference": latent_reference.description if latent_reference is not None else None,
+        "implementations": describe_metrics(lpips_nets),
+        "torch": torch.__version__,
+    }
+    done = _prepare_resume(out_dir, meta, resume)
+    _atomic_write_text(out_dir / META_JSON, json.dumps(meta, indent=2) + "\n")
+
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    seen: set[str] = set()
+    bar = tqdm(range(total), desc=f"{meta['model']} on {protocol_name}", disable=not progress, unit="clip")
+    for index in bar:
+        item = dataset[index]
+        clip_id = str(item.get("clip_id", index))
+        if clip_id in seen:
+            raise ValueError(f"clip_id {clip_id!r} occurs twice in the dataset; resuming needs unique ids")
+        seen.add(clip_id)
+        if clip_id in done:
+            continue
+        video = item["video"]
+        if video.ndim != 4:
+            raise ValueError(f"clip {clip_id}: expected a C T H W video, got shape {tuple(video.shape)}")
+        num_frames = int(video.shape[1])
+        valid = autoencoder.valid_num_frames(num_frames)
+        if valid != num_frames:
+            raise ValueError(
+                f"clip {clip_id} has {num_frames} frames, which {meta['model']} cannot encode (largest "
+                f"usable: {valid}); choose a protocol whose num_frames the model accepts (1 + 4k for CV-VAE)"
+            )
+        clip, arrays = _evaluate_clip(autoencoder, video, usable_nets, device, dtype, latent_reference)
+        frame_rows = [
+            {"clip_id": clip_id, "frame_index": t, **{k: float(v[t]) for k, v in arrays.items()}}
+            for t in range(num_frames)
+        ]
+        _append_rows(out_dir / PER_FRAME_CSV, frame_rows)
+        row = {"clip_id": clip_id, "path": str(item.get("path", "")), "num_frames": num_frames, **clip}
+        _append_rows(out_dir / PER_CLIP_CSV, [row])
+        bar.set_postfix(psnr=f"{clip['psnr']:.2f}")
+
+    per_clip = _read_csv(out_dir / PER_CLIP_CSV)
+    _atomic_write_text(out_dir / SUMMARY_CSV, summarize(per_clip, meta).to_csv(index=False))
+    return per_clip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI: cvvae evaluate
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, help="autoencoder spec kind:path[?key=value&...] (cvvae.models.zoo)"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="profile YAML (config/<profile>.yaml): protocols and data root"
+    )
+    parser.add_argument("--protocol", required=True, help="protocol name (the profile's or a built-in one)")
+    parser.add_argument("--split", default="val", help="manifest split to evaluate (default: val)")
+    parser.add_argument("--manifest", type=Path, help="manifest CSV (default: <data.root>/manifest.csv)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for the tables")
+    parser.add_argument("--name", help="model name in the tables (default: the spec's name)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument(
+        "--limit", "--max-clips", dest="limit", type=int, help="evaluate only the first N clips"
+    )
+    parser.add_argument(
+        "--lpips", nargs="+", default=["alex", "vgg"], help="LPIPS backbones (alex vgg), or 'none'"
+    )
+    parser.add_argument(
+        "--image-vae",
+        help="spec of the frozen image VAE for latent compatibility (default: the profile's "
+        "cvvae.image_vae_path when it exists; 'none' turns it off)",
+    )
+    parser.add_argument(
+        "--compat-mapping",
+        default="slice",
+        choices=["first", "slice", "average"],
+        help="psi for compatibility: the frames each latent frame stands for (slice: frames 0, 4, 8, ...)",
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true", help="start over instead of skipping finished clips"
+    )
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.is_file():
+        raise FileNotFoundError(f"profile {path} not found; profiles live in config/<profile>.yaml")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _dataset_for(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Any, str]:
+    from cvvae.data import get_protocol, register_protocol
+
+    fields = dict((config.get("protocols") or {}).get(args.protocol) or {})
+    source = fields.pop("dataset", None)
+    if fields:
+        register_protocol({"name": args.protocol, **fields}, overwrite=True)
+    protocol = get_protocol(args.protocol)
+    manifest = args.manifest or source or (config.get("data") or {}).get("root")
+    if manifest is None:
+        raise ValueError("no dataset: pass --manifest PATH or --config with data.root")
+    manifest = Path(manifest)
+    if manifest.is_dir():
+        manifest = manifest / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"manifest {manifest} not found; build the embedded dataset with `cvvae data embedded --config "
+            "...` or pass --manifest for a real dataset (see data/README.md)"
+        )
+    dataset = protocol.dataset(manifest, args.split, seed=int(config.get("seed", 0)))
+    return dataset, protocol.describe()
+
+
+def _latent_reference(args: argparse.Namespace, config: dict[str, Any], device: str, dtype: torch.dtype):
+    from cvvae.models.zoo import load_autoencoder
+    from cvvae.train.regularization import map_frames
+
+    spec = args.image_vae
+    if spec is None:
+        path = (config.get("cvvae") or {}).get("image_vae_path")
+        if not path or not Path(path).exists():
+            return None
+        spec = f"image_vae:{path}"
+    if spec == "none":
+        return None
+    image_vae = load_autoencoder(spec, device=device, dtype=dtype)
+    mapping = args.compat_mapping
+    return LatentReference(
+        decode_image=lambda z: image_vae.decode_frames(z.to(dtype)).float(),
+        encode_image=lambda x: image_vae.encode_frames(x.to(dtype)).float(),
+        psi=lambda video: map_frames(video, mapping),
+        description=f"{spec} (psi={mapping})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from cvvae.models.zoo import load_autoencoder
+
+    config = _load_config(args.config)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = resolve_dtype(args.dtype)
+    dataset, description = _dataset_for(args, config)
+    autoencoder = load_autoencoder(args.model, device=device, dtype=dtype)
+    if args.name:
+        autoencoder.name = args.name
+    nets = () if args.lpips == ["none"] else tuple(args.lpips)
+    reference = _latent_reference(args, config, device, dtype)
+    per_clip = evaluate(
+        autoencoder,
+        dataset,
+        args.out,
+        args.protocol,
+        lpips_nets=nets,
+        device=device,
+        dtype=dtype,
+        resume=not args.no_resume,
+        limit=args.limit,
+        latent_reference=reference,
+        protocol_description=description,
+        progress=not args.no_progress,
+    )
+    summary = pd.read_csv(args.out / SUMMARY_CSV)
+    shown = [
+        c for c in ("clips", "psnr", "ssim", "lpips_alex", "lpips_vgg", "tde", "compat_psnr") if c in summary
+    ]
+    print(summary[shown].to_string(index=False))
+    print(f"{len(per_clip)} clips -> {args.out}")
+    return 0
