@@ -73,12 +73,22 @@ def read_video_frames(path: str | Path, indices: list[int] | None = None, num_th
     try:
         frames = reader.get_batch(indices).asnumpy()
     except Exception as err:
-        raise MediaReadError(
-            path, f"decoding frames failed ({type(err).__name__}: {err}); file truncated?"
-        ) from err
+        hint = (
+            "decord cannot decode videos narrower than 32 pixels"
+            if _width(reader) < 32
+            else "file truncated?"
+        )
+        raise MediaReadError(path, f"decoding frames failed ({type(err).__name__}: {err}); {hint}") from err
     if frames.shape[0] != len(indices):
         raise MediaReadError(path, f"decoded {frames.shape[0]} of {len(indices)} requested frames")
     return frames
+
+
+def _width(reader) -> int:
+    try:
+        return int(reader[0].shape[1])
+    except Exception:  # the first frame may be unreadable too
+        return 0
 
 
 def read_image(path: str | Path) -> np.ndarray:

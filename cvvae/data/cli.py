@@ -1,0 +1,80 @@
+"""`cvvae data`: build the embedded dataset, write manifests of real datasets, summarise a manifest.
+
+cvvae data embedded --out data/embedded [--config config/<profile>.yaml] [--seed N]
+cvvae data manifest --dataset webvid_val --root data/real/webvid --out data/manifests/webvid_val_1024.csv
+cvvae data info data/embedded/manifest.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    embedded = sub.add_parser("embedded", help="build the embedded dataset from package-shipped media")
+    embedded.add_argument("--out", type=Path, default=Path("data/embedded"), help="output folder")
+    embedded.add_argument("--config", type=Path, help="profile YAML; its data.embedded mapping sets the size")
+    embedded.add_argument("--seed", type=int, help="overrides data.embedded.seed")
+
+    manifest = sub.add_parser(
+        "manifest", help="write the manifest of a real dataset (COCO, WebVid, UCF, MSR-VTT)"
+    )
+    manifest.add_argument(
+        "--dataset", required=True, choices=["coco2017_val", "webvid_val", "ucf101", "msrvtt"]
+    )
+    manifest.add_argument("--root", type=Path, required=True, help="folder holding the dataset")
+    manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    manifest.add_argument(
+        "--count", type=int, default=-1, help="items to draw (-1: the paper's count; 0: all)"
+    )
+    manifest.add_argument("--seed", type=int, default=0, help="seed of the subset draw (recorded in a .json)")
+
+    info = sub.add_parser("info", help="counts per split and kind of a manifest")
+    info.add_argument("manifest", type=Path)
+
+
+def load_embedded_section(config_path: Path | None) -> dict[str, Any]:
+    """The ``data.embedded`` mapping of a profile (empty when no profile or no such section)."""
+    if config_path is None:
+        return {}
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"profile {config_path} does not exist; profiles live in config/<profile>.yaml"
+        )
+    profile = yaml.safe_load(config_path.read_text()) or {}
+    section = (profile.get("data") or {}).get("embedded") or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{config_path}: data.embedded must be a mapping, got {type(section).__name__}")
+    return dict(section)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.data_command == "embedded":
+        from cvvae.data.embedded import EmbeddedDataConfig, build_embedded_dataset
+
+        section = load_embedded_section(args.config)
+        if args.seed is not None:
+            section["seed"] = args.seed
+        manifest = build_embedded_dataset(args.out, EmbeddedDataConfig.from_mapping(section))
+        print(f"wrote {len(manifest)} items and {args.out / 'manifest.csv'}")
+        return 0
+    if args.data_command == "manifest":
+        from cvvae.data.real_datasets import write_real_manifest
+
+        count = None if args.count == 0 else args.count
+        rows = write_real_manifest(args.dataset, args.root, args.out, count, args.seed)
+        print(f"wrote {len(rows)} {args.dataset} items to {args.out} (paths relative to {args.root})")
+        return 0
+    if args.data_command == "info":
+        from cvvae.data.manifest import read_manifest, summarize
+
+        print(summarize(read_manifest(args.manifest)).to_string(index=False))
+        return 0
+    raise ValueError(f"unknown data action {args.data_command!r}")
