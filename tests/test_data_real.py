@@ -51,10 +51,18 @@ def test_webvid_subset_is_seeded_and_recorded(tmp_path) -> None:
     with pytest.raises(ValueError, match="only 25 found"):
         real_dataset_manifest("webvid_val", root, count=1024)
     out = tmp_path / "manifests" / "webvid_val_10.csv"
-    write_real_manifest("webvid_val", root, out, count=10, seed=7)
+    write_real_manifest("webvid_val", root, out, count=10, seed=7, list_dir=tmp_path / "lists")
     assert json.loads(out.with_suffix(".json").read_text())["seed"] == 7
-    dataset = VideoClipDataset.from_manifest(out, "val", num_frames=33, stride=3, resolution=256, root=root)
-    assert len(dataset) == 10
+    dataset = VideoClipDataset.from_manifest(out, "val", num_frames=33, stride=3, resolution=256)
+    assert len(dataset) == 10 and all(entry.path.parent.parent == root for entry in dataset.entries)
+    listing = tmp_path / "lists" / "webvid_val_10_seed7.txt"
+    assert listing.read_text().split() == list(first["source"])
+    touch(root / "part0" / f"{ids[25]}.mp4")  # more files on another machine: the committed list still rules
+    again = write_real_manifest("webvid_val", root, tmp_path / "again.csv", subset_file=listing)
+    assert list(again["source"]) == list(first["source"])
+    listing.write_text("does_not_exist\n")
+    with pytest.raises(DatasetNotFoundError, match="subset list"):
+        write_real_manifest("webvid_val", root, tmp_path / "x.csv", subset_file=listing)
 
 
 def test_ucf_sources_are_groups_and_msrvtt_sorted_numerically(tmp_path) -> None:

@@ -29,11 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", required=True, choices=["coco2017_val", "webvid_val", "ucf101", "msrvtt"]
     )
     manifest.add_argument("--root", type=Path, required=True, help="folder holding the dataset")
-    manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    manifest.add_argument("--out", type=Path, help="manifest CSV to write (default: <root>/manifest.csv)")
     manifest.add_argument(
         "--count", type=int, default=-1, help="items to draw (-1: the paper's count; 0: all)"
     )
     manifest.add_argument("--seed", type=int, default=0, help="seed of the subset draw (recorded in a .json)")
+    manifest.add_argument("--subset", type=Path, help="file of ids to select instead of drawing (one a line)")
+    manifest.add_argument(
+        "--list-dir",
+        type=Path,
+        default=Path("data/manifests"),
+        help="where the list of chosen ids is written",
+    )
 
     info = sub.add_parser("info", help="counts per split and kind of a manifest")
     info.add_argument("manifest", type=Path)
@@ -69,8 +76,17 @@ def run(args: argparse.Namespace) -> int:
         from cvvae.data.real_datasets import write_real_manifest
 
         count = None if args.count == 0 else args.count
-        rows = write_real_manifest(args.dataset, args.root, args.out, count, args.seed)
-        print(f"wrote {len(rows)} {args.dataset} items to {args.out} (paths relative to {args.root})")
+        rows = write_real_manifest(
+            args.dataset,
+            args.root,
+            args.out,
+            count,
+            args.seed,
+            subset_file=args.subset,
+            list_dir=args.list_dir,
+        )
+        out = args.out or args.root / "manifest.csv"
+        print(f"wrote {len(rows)} {args.dataset} items to {out}; ids listed under {args.list_dir}")
         return 0
     if args.data_command == "info":
         from cvvae.data.manifest import read_manifest, summarize

@@ -30,7 +30,14 @@ from cvvae.data.clips import (
     resize_and_crop,
     sample_clip_window,
 )
-from cvvae.data.manifest import IMAGE_KINDS, VIDEO_KINDS, read_manifest, resolve_path, select_rows
+from cvvae.data.manifest import (
+    IMAGE_KINDS,
+    VIDEO_KINDS,
+    manifest_root,
+    read_manifest,
+    resolve_path,
+    select_rows,
+)
 from cvvae.data.reader import MediaReadError, frames_to_tensor, read_image, read_video_frames, video_info
 
 logger = logging.getLogger(__name__)
@@ -53,7 +60,7 @@ def _entries_from_manifest(
 ) -> list[MediaEntry]:
     manifest_csv = Path(manifest_csv)
     rows = select_rows(read_manifest(manifest_csv), split, kinds, manifest_name=str(manifest_csv))
-    base = Path(root) if root is not None else manifest_csv.parent
+    base = Path(root) if root is not None else manifest_root(manifest_csv)
     entries = []
     for row in rows.itertuples(index=False):
         frames = getattr(row, "frames", None)

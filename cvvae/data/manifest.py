@@ -8,6 +8,7 @@ original image or video, so that splits can be checked for overlap.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -69,6 +70,18 @@ def resolve_path(root: Path, relative: str) -> Path:
     """Manifest paths are relative to the dataset root unless absolute."""
     path = Path(relative)
     return path if path.is_absolute() else root / path
+
+
+def manifest_root(manifest_csv: str | Path) -> Path:
+    """Folder that the manifest's relative paths start from: the ``root`` recorded in a ``<manifest>.json``
+    sidecar (written for real datasets), else the manifest's own folder."""
+    manifest_csv = Path(manifest_csv)
+    sidecar = manifest_csv.with_suffix(".json")
+    if sidecar.is_file():
+        root = json.loads(sidecar.read_text()).get("root")
+        if root:
+            return Path(root)
+    return manifest_csv.parent
 
 
 def manifest_digest(manifest_csv: str | Path) -> str:

@@ -41,7 +41,7 @@ REAL_DATASETS: dict[str, RealDatasetSpec] = {
         "coco2017_val",
         "image",
         None,
-        "data/real/coco2017",
+        "data/real/coco2017_val",
         "COCO 2017 validation images (5,000): http://images.cocodataset.org/zips/val2017.zip ; unzip so that "
         "<root>/val2017/*.jpg exist. Captions (for generation): "
         "http://images.cocodataset.org/annotations/annotations_trainval2017.zip -> <root>/annotations/.",
@@ -51,7 +51,7 @@ REAL_DATASETS: dict[str, RealDatasetSpec] = {
         "webvid_val",
         "video",
         1024,
-        "data/real/webvid",
+        "data/real/webvid_val",
         "WebVid-10M validation split (Bain et al., 2021; https://github.com/m-bain/webvid). Its authors no "
         "longer distribute the videos; use a copy you are licensed to hold. Put the metadata CSV "
         "(results_2M_val.csv or results_10M_val.csv, columns videoid,name,...) in <root>/ and the videos "
@@ -163,9 +163,18 @@ _FINDERS: dict[str, Callable[[Path, RealDatasetSpec], pd.DataFrame]] = {
 
 
 def real_dataset_manifest(
-    name: str, root: str | Path, count: int | None = -1, seed: int = 0, split: str = "val"
+    name: str,
+    root: str | Path,
+    count: int | None = -1,
+    seed: int = 0,
+    split: str = "val",
+    subset: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Manifest rows of a real dataset under ``root``; ``count=-1`` takes the paper's count, ``None`` all."""
+    """Manifest rows of a real dataset under ``root``.
+
+    ``count=-1`` draws the paper's count, ``None`` keeps all; ``subset`` (a list of ``source`` ids, e.g. a
+    committed list from data/manifests/) selects exactly those items instead, and fails if any is missing.
+    """
     if name not in REAL_DATASETS:
         raise KeyError(f"unknown real dataset {name!r}; known: {', '.join(REAL_DATASETS)}")
     spec = REAL_DATASETS[name]
@@ -173,10 +182,16 @@ def real_dataset_manifest(
     if not root.is_dir():
         raise _not_found(spec, root, "the root folder does not exist")
     found = _FINDERS[name](root, spec)
-    count = spec.paper_count if count == -1 else count
-    if count is not None and count > len(found):
-        raise ValueError(f"{name}: {count} items requested but only {len(found)} found under {root}")
-    rows = found.iloc[_subset(list(range(len(found))), count, seed)].reset_index(drop=True)
+    if subset is not None:
+        absent = sorted(set(subset) - set(found["source"]))
+        if absent:
+            raise _not_found(spec, root, f"{len(absent)} items of the subset list (e.g. {absent[:3]})")
+        rows = found[found["source"].isin(set(subset))].reset_index(drop=True)
+    else:
+        count = spec.paper_count if count == -1 else count
+        if count is not None and count > len(found):
+            raise ValueError(f"{name}: {count} items requested but only {len(found)} found under {root}")
+        rows = found.iloc[_subset(list(range(len(found))), count, seed)].reset_index(drop=True)
     rows.insert(1, "kind", spec.kind)
     rows["licence"] = spec.licence
     for column in ("frames", "fps", "height", "width"):
@@ -187,19 +202,36 @@ def real_dataset_manifest(
 
 
 def write_real_manifest(
-    name: str, root: str | Path, out_csv: str | Path, count: int | None = -1, seed: int = 0
+    name: str,
+    root: str | Path,
+    out_csv: str | Path | None = None,
+    count: int | None = -1,
+    seed: int = 0,
+    subset_file: str | Path | None = None,
+    list_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Write the manifest and a ``.json`` sidecar recording dataset, root, count, seed and items found."""
-    rows = real_dataset_manifest(name, root, count, seed)
-    out_csv = Path(out_csv)
+    """Write the manifest (default ``<root>/manifest.csv``) and a ``.json`` sidecar recording dataset, root,
+    count and seed; with ``list_dir``, also the chosen ids as ``<list_dir>/<name>_<count>_seed<seed>.txt``
+    (a list to commit, so that others select the same items with ``subset_file``)."""
+    root = Path(root)
+    subset = None
+    if subset_file is not None:
+        subset = [line.strip() for line in Path(subset_file).read_text().splitlines() if line.strip()]
+    rows = real_dataset_manifest(name, root, count, seed, subset=subset)
+    out_csv = Path(out_csv) if out_csv is not None else root / "manifest.csv"
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out_csv, index=False)
     record = {
         "dataset": name,
-        "root": str(root),
+        "root": str(root.resolve()),
         "count": len(rows),
-        "seed": seed,
+        "seed": None if subset is not None else seed,
+        "subset_file": None if subset_file is None else str(subset_file),
         "paths_relative_to": "root",
     }
     out_csv.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    if list_dir is not None:
+        listing = Path(list_dir) / f"{name}_{len(rows)}_seed{seed}.txt"
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("\n".join(rows["source"]) + "\n")
     return rows
