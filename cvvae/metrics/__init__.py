@@ -17,9 +17,18 @@ from cvvae.metrics.reconstruction import (
     reconstruction_metrics,
     ssim_per_frame,
 )
+from cvvae.metrics.temporal import (
+    FLOW_IMPL,
+    phase_profile,
+    psnr_by_frame_index,
+    temporal_difference_error,
+    temporal_metrics,
+    vbench_flicker_score,
+)
 from cvvae.metrics.weights import LPIPSWeightsMissing, format_na, lpips_cell, lpips_weights_available
 
 __all__ = [
+    "FLOW_IMPL",
     "LPIPS_NETS",
     "PSNR_CAP_DB",
     "PSNR_IMPL",
@@ -33,8 +42,13 @@ __all__ = [
     "lpips_per_frame",
     "lpips_weights_available",
     "mse_per_frame",
+    "phase_profile",
+    "psnr_by_frame_index",
     "psnr_from_mse",
     "psnr_per_frame",
     "reconstruction_metrics",
     "ssim_per_frame",
+    "temporal_difference_error",
+    "temporal_metrics",
+    "vbench_flicker_score",
 ]
