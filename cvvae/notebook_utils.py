@@ -18,8 +18,9 @@ import yaml
 
 from cvvae import tables
 
-EVAL_CLIPS = "clips.csv"
-EVAL_FRAMES = "frames.csv"
+# Files written by `cvvae evaluate` (cvvae/evaluate.py) into results/<profile>/eval/<protocol>/<model>/.
+EVAL_CLIPS = "per_clip.csv"
+EVAL_FRAMES = "per_frame.csv"
 # Columns of the evaluation CSVs that identify a clip or a frame rather than measure it.
 ID_COLUMNS = {
     "clip",

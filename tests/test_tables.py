@@ -111,10 +111,10 @@ def _fake_results(root, profile: str = "t") -> tuple:
         d = results / "eval" / "video" / model
         d.mkdir(parents=True)
         pd.DataFrame({"clip": ["c0", "c1"], "psnr": psnr, "ssim": [0.5, 0.7]}).to_csv(
-            d / "clips.csv", index=False
+            d / "per_clip.csv", index=False
         )
         pd.DataFrame({"clip": ["c0"] * 3, "frame": [0, 1, 2], "psnr": psnr + [psnr[0]]}).to_csv(
-            d / "frames.csv", index=False
+            d / "per_frame.csv", index=False
         )
     run = results / "runs" / "dec"
     run.mkdir(parents=True)
