@@ -12,6 +12,7 @@ from PIL import Image
 
 from cvvae.data import ImageDataset, MediaReadError, VideoClipDataset, read_video_frames
 from cvvae.data.clips import ClipTooShortError, sample_clip_window
+from cvvae.data.reader import video_info
 from cvvae.data.writer import write_video
 
 
@@ -57,6 +58,16 @@ def frame_values(video: torch.Tensor) -> list[int]:
 def test_lossless_roundtrip(media: dict) -> None:
     frames = read_video_frames(media["root"] / "long.mp4")
     np.testing.assert_array_equal(frames, numbered_frames(40))
+
+
+@pytest.mark.parametrize("width", [16, 24, 48, 72, 96])
+def test_roundtrip_at_widths_decord_cannot_copy(tmp_path, width: int) -> None:
+    rng = np.random.default_rng(width)
+    frames = rng.integers(0, 256, (6, 24, width, 3), dtype=np.uint8)
+    write_video(tmp_path / "clip.mp4", frames, fps=10)
+    np.testing.assert_array_equal(read_video_frames(tmp_path / "clip.mp4", [0, 2, 5]), frames[[0, 2, 5]])
+    info = video_info(tmp_path / "clip.mp4")
+    assert (info.num_frames, info.height, info.width) == (6, 24, width)
 
 
 def test_clip_shape_frames_and_stride(media: dict) -> None:

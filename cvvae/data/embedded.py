@@ -83,12 +83,9 @@ class EmbeddedDataConfig:
         from cvvae.models.frames import check_num_frames
 
         check_num_frames(self.clip_frames)
-        if self.image_size < 8:
-            raise ValueError(f"data.embedded.image_size must be >= 8, got {self.image_size}")
-        if self.clip_size < 32:  # decord cannot decode frames narrower than 32 pixels
-            raise ValueError(
-                f"data.embedded.clip_size must be >= 32 (decord's minimum width), got {self.clip_size}"
-            )
+        for name in ("image_size", "clip_size"):
+            if getattr(self, name) < 8:
+                raise ValueError(f"data.embedded.{name} must be >= 8, got {getattr(self, name)}")
         counts = ("train_images", "val_images", "train_real_clips", "train_camera_clips")
         for name in (*counts, "val_real_clips", "val_camera_clips"):
             if getattr(self, name) < 0:

@@ -52,43 +52,81 @@ def _open_video(path: str | Path, num_threads: int = 1):
     return reader
 
 
+def _is_decord_stride_bug(err: Exception) -> bool:
+    # decord 0.6 fails to copy RGB frames of some widths (e.g. 16, 24, 48, 72 px) with this message, whatever
+    # the codec; ffmpeg itself decodes them fine.
+    return "must exactly match" in str(err)
+
+
+def _ffmpeg_frames(path: Path, indices: list[int]) -> np.ndarray:
+    """Decode ``indices`` with the ffmpeg binary of imageio-ffmpeg (every frame in order, no resampling)."""
+    import imageio_ffmpeg
+
+    wanted = sorted(set(indices))
+    found: dict[int, np.ndarray] = {}
+    generator = imageio_ffmpeg.read_frames(
+        str(path), pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"]
+    )
+    try:
+        width, height = next(generator)["size"]
+        for number, buffer in enumerate(generator):
+            if number in wanted:
+                found[number] = np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+            if number >= wanted[-1]:
+                break
+    except Exception as err:
+        raise MediaReadError(path, f"ffmpeg could not decode it ({type(err).__name__}: {err})") from err
+    finally:
+        generator.close()
+    if len(found) != len(wanted):
+        raise MediaReadError(
+            path, f"only {len(found)} of the {len(wanted)} requested frames could be decoded"
+        )
+    return np.stack([found[i] for i in indices])
+
+
 def video_info(path: str | Path) -> VideoInfo:
     """Frame count, fps and size, read from the container and the first frame."""
+    path = Path(path)
     reader = _open_video(path)
-    height, width = reader[0].shape[:2]
+    try:
+        height, width = reader[0].shape[:2]
+    except Exception as err:
+        if not _is_decord_stride_bug(err):
+            raise MediaReadError(
+                path, f"first frame cannot be decoded ({type(err).__name__}: {err})"
+            ) from err
+        height, width = _ffmpeg_frames(path, [0]).shape[1:3]
     return VideoInfo(len(reader), float(reader.get_avg_fps()), int(height), int(width))
 
 
 def read_video_frames(path: str | Path, indices: list[int] | None = None, num_threads: int = 1) -> np.ndarray:
     """Decode the frames at ``indices`` (all frames when None) as uint8 ``T H W C`` RGB.
 
-    Raises :class:`MediaReadError` when the file is missing or corrupt, or when an index lies beyond the
-    frames the file really has (a truncated file often reports more frames than it can decode).
+    decord does the work; frames of the widths decord 0.6 cannot copy are decoded by ffmpeg instead (the
+    same frames, bit for bit). Raises :class:`MediaReadError` when the file is missing or corrupt, or when an
+    index lies beyond the frames the file really has (a truncated file often reports more frames than it can
+    decode).
     """
+    path = Path(path)
     reader = _open_video(path, num_threads=num_threads)
     total = len(reader)
     indices = list(range(total)) if indices is None else [int(i) for i in indices]
-    if indices and (min(indices) < 0 or max(indices) >= total):
+    if not indices:
+        raise ValueError("no frame indices requested")
+    if min(indices) < 0 or max(indices) >= total:
         raise MediaReadError(path, f"frame index {max(indices)} requested but the video has {total} frames")
     try:
         frames = reader.get_batch(indices).asnumpy()
     except Exception as err:
-        hint = (
-            "decord cannot decode videos narrower than 32 pixels"
-            if _width(reader) < 32
-            else "file truncated?"
-        )
-        raise MediaReadError(path, f"decoding frames failed ({type(err).__name__}: {err}); {hint}") from err
+        if not _is_decord_stride_bug(err):
+            raise MediaReadError(
+                path, f"decoding frames failed ({type(err).__name__}: {err}); truncated?"
+            ) from err
+        frames = _ffmpeg_frames(path, indices)
     if frames.shape[0] != len(indices):
         raise MediaReadError(path, f"decoded {frames.shape[0]} of {len(indices)} requested frames")
     return frames
-
-
-def _width(reader) -> int:
-    try:
-        return int(reader[0].shape[1])
-    except Exception:  # the first frame may be unreadable too
-        return 0
 
 
 def read_image(path: str | Path) -> np.ndarray:
