@@ -54,35 +54,37 @@ def _open_video(path: str | Path, num_threads: int = 1):
 
 def _is_decord_stride_bug(err: Exception) -> bool:
     # decord 0.6 fails to copy RGB frames of some widths (e.g. 16, 24, 48, 72 px) with this message, whatever
-    # the codec; ffmpeg itself decodes them fine.
+    # the codec; OpenCV's ffmpeg backend decodes them fine.
     return "must exactly match" in str(err)
 
 
-def _ffmpeg_frames(path: Path, indices: list[int]) -> np.ndarray:
-    """Decode ``indices`` with the ffmpeg binary of imageio-ffmpeg (every frame in order, no resampling)."""
-    import imageio_ffmpeg
+def _opencv_frames(path: Path, indices: list[int]) -> np.ndarray:
+    """Decode ``indices`` with OpenCV's ffmpeg backend, reading every frame in order (no seeking, so the
+    numbering matches decord's)."""
+    import cv2
 
-    wanted = sorted(set(indices))
+    wanted = set(indices)
+    last = max(indices)
     found: dict[int, np.ndarray] = {}
-    generator = imageio_ffmpeg.read_frames(
-        str(path), pix_fmt="rgb24", output_params=["-fps_mode", "passthrough"]
-    )
+    capture = cv2.VideoCapture(str(path))
     try:
-        width, height = next(generator)["size"]
-        for number, buffer in enumerate(generator):
-            if number in wanted:
-                found[number] = np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
-            if number >= wanted[-1]:
+        if not capture.isOpened():
+            raise MediaReadError(path, "OpenCV cannot open it")
+        for number in range(last + 1):
+            if not capture.grab():
                 break
-    except Exception as err:
-        raise MediaReadError(path, f"ffmpeg could not decode it ({type(err).__name__}: {err})") from err
+            if number in wanted:
+                ok, frame = capture.retrieve()
+                if not ok:
+                    break
+                found[number] = frame[..., ::-1]  # BGR -> RGB
     finally:
-        generator.close()
+        capture.release()
     if len(found) != len(wanted):
         raise MediaReadError(
             path, f"only {len(found)} of the {len(wanted)} requested frames could be decoded"
         )
-    return np.stack([found[i] for i in indices])
+    return np.ascontiguousarray(np.stack([found[i] for i in indices]))
 
 
 def video_info(path: str | Path) -> VideoInfo:
@@ -96,14 +98,14 @@ def video_info(path: str | Path) -> VideoInfo:
             raise MediaReadError(
                 path, f"first frame cannot be decoded ({type(err).__name__}: {err})"
             ) from err
-        height, width = _ffmpeg_frames(path, [0]).shape[1:3]
+        height, width = _opencv_frames(path, [0]).shape[1:3]
     return VideoInfo(len(reader), float(reader.get_avg_fps()), int(height), int(width))
 
 
 def read_video_frames(path: str | Path, indices: list[int] | None = None, num_threads: int = 1) -> np.ndarray:
     """Decode the frames at ``indices`` (all frames when None) as uint8 ``T H W C`` RGB.
 
-    decord does the work; frames of the widths decord 0.6 cannot copy are decoded by ffmpeg instead (the
+    decord does the work; frames of the widths decord 0.6 cannot copy are decoded by OpenCV instead (the
     same frames, bit for bit). Raises :class:`MediaReadError` when the file is missing or corrupt, or when an
     index lies beyond the frames the file really has (a truncated file often reports more frames than it can
     decode).
@@ -123,7 +125,7 @@ def read_video_frames(path: str | Path, indices: list[int] | None = None, num_th
             raise MediaReadError(
                 path, f"decoding frames failed ({type(err).__name__}: {err}); truncated?"
             ) from err
-        frames = _ffmpeg_frames(path, indices)
+        frames = _opencv_frames(path, indices)
     if frames.shape[0] != len(indices):
         raise MediaReadError(path, f"decoded {frames.shape[0]} of {len(indices)} requested frames")
     return frames
