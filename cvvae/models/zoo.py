@@ -497,7 +497,8 @@ def missing_weights_message(kind: str, path: str | None, subfolder: str | None) 
     return "\n".join(lines)
 
 
-def _model_dir(spec: Mapping[str, Any]) -> Path:
+def model_dir(spec: Mapping[str, Any]) -> Path:
+    """The folder a spec's weights load from; ``FileNotFoundError`` with download hints when absent."""
     path, subfolder = spec.get("path"), spec.get("subfolder")
     if not path:
         raise FileNotFoundError(
@@ -515,7 +516,7 @@ def _load_cvvae(spec: Mapping[str, Any]) -> nn.Module:
 
     if spec.get("random_weights"):
         return cvvae_module.CVVAEModel.from_released_config(**spec.get("config", {}))
-    folder = _model_dir(spec)
+    folder = model_dir(spec)
     class_name = json.loads((folder / "config.json").read_text()).get("_class_name", "CVVAEModel")
     model_class = getattr(cvvae_module, class_name, None)
     if model_class is None:
@@ -531,7 +532,7 @@ def _load_image_vae(spec: Mapping[str, Any]) -> nn.Module:
 
     if spec.get("random_weights"):
         return AutoencoderKL(**{**SD21_VAE_CONFIG, **spec.get("config", {})})
-    return AutoencoderKL.from_pretrained(_model_dir(spec))
+    return AutoencoderKL.from_pretrained(model_dir(spec))
 
 
 def _load_svd_vae(spec: Mapping[str, Any]) -> nn.Module:
@@ -539,7 +540,7 @@ def _load_svd_vae(spec: Mapping[str, Any]) -> nn.Module:
 
     if spec.get("random_weights"):
         return TemporalDecoderVAE(**{**SVD_VAE_CONFIG, **spec.get("config", {})})
-    return TemporalDecoderVAE.from_pretrained(_model_dir(spec))
+    return TemporalDecoderVAE.from_pretrained(model_dir(spec))
 
 
 def _load_diffusers_video(spec: Mapping[str, Any]) -> nn.Module:
@@ -550,7 +551,7 @@ def _load_diffusers_video(spec: Mapping[str, Any]) -> nn.Module:
         if class_name not in DIFFUSERS_VIDEO_VAES:
             raise ValueError(f"random diffusers_video needs class_name, one of {DIFFUSERS_VIDEO_VAES}")
         return getattr(diffusers, class_name)(**spec.get("config", {}))
-    folder = _model_dir(spec)
+    folder = model_dir(spec)
     class_name = spec.get("class_name") or json.loads((folder / "config.json").read_text()).get("_class_name")
     if class_name not in DIFFUSERS_VIDEO_VAES or not hasattr(diffusers, class_name):
         raise ValueError(f"{folder}: class {class_name!r} is not one of {DIFFUSERS_VIDEO_VAES}")
@@ -570,7 +571,9 @@ def _build(spec: Mapping[str, Any], device: torch.device | str, dtype: torch.dty
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(spec.get("seed", 0)))
         module = loaders[kind](spec)
-    module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    # nn.Module.to: diffusers' ModelMixin.to warns on every dtype cast, although none of these models keeps
+    # modules in float32.
+    module = nn.Module.to(module, device=device, dtype=dtype).eval().requires_grad_(False)
     name = spec.get("name")
     batch = spec.get("frame_batch_size")
 
