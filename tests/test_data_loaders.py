@@ -160,3 +160,18 @@ def test_training_skips_bad_files_with_one_warning(media: dict) -> None:
     assert len(skip_warnings) == 2  # corrupt and short, each warned once although met twice / once
     assert ds.skipped == 5  # corrupt, short, short | short | corrupt, short
     assert ds.bad_paths == {str(paths[0]), str(paths[1])}
+
+
+def test_uint8_and_tensor_transforms_agree() -> None:
+    from cvvae.data.clips import resize_and_crop, resize_and_crop_frames
+    from cvvae.data.reader import frames_to_tensor
+
+    rng = np.random.default_rng(0)
+    smooth = np.linspace(0, 255, 60)[None, None, :, None] * np.ones((2, 40, 60, 3))
+    frames = np.clip(smooth + rng.normal(0, 2, smooth.shape), 0, 255).astype(np.uint8)
+    fast = frames_to_tensor(resize_and_crop_frames(frames, 20, "center"))
+    reference = resize_and_crop(frames_to_tensor(frames), 20, "center")
+    assert fast.shape == reference.shape == (3, 2, 20, 20)
+    assert (fast - reference).abs().mean() < 0.02
+    same_size = resize_and_crop_frames(frames, 40, "center")
+    np.testing.assert_array_equal(same_size, frames[:, :, 10:50])

@@ -131,3 +131,20 @@ def resize_and_crop(
     video = resize_short_side(video, resolution)
     top, left = crop_offsets(video.shape[-2], video.shape[-1], resolution, crop, rng)
     return video[..., top : top + resolution, left : left + resolution].contiguous()
+
+
+def resize_and_crop_frames(
+    frames: np.ndarray, resolution: int, crop: CropMode = "center", rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The same transform on uint8 ``T H W C`` frames, with OpenCV (area averaging when shrinking, bicubic
+    when enlarging): the loaders' fast path, several times quicker than resizing float tensors."""
+    import cv2
+
+    height, width = frames.shape[1:3]
+    scale = resolution / min(height, width)
+    new_h, new_w = max(resolution, round(height * scale)), max(resolution, round(width * scale))
+    if (new_h, new_w) != (height, width):
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        frames = np.stack([cv2.resize(f, (new_w, new_h), interpolation=interpolation) for f in frames])
+    top, left = crop_offsets(new_h, new_w, resolution, crop, rng)
+    return np.ascontiguousarray(frames[:, top : top + resolution, left : left + resolution])

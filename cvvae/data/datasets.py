@@ -27,7 +27,7 @@ from cvvae.data.clips import (
     StartMode,
     Stride,
     normalize_stride,
-    resize_and_crop,
+    resize_and_crop_frames,
     sample_clip_window,
 )
 from cvvae.data.manifest import (
@@ -209,7 +209,7 @@ class VideoClipDataset(_MediaDataset):
         except ClipTooShortError as err:
             raise MediaReadError(entry.path, f"video too short: {err}") from err
         frames = read_video_frames(entry.path, window.indices)
-        video = resize_and_crop(frames_to_tensor(frames), self.resolution, self.crop, rng)
+        video = frames_to_tensor(resize_and_crop_frames(frames, self.resolution, self.crop, rng))
         return {
             "video": video,
             "path": str(entry.path),
@@ -273,7 +273,7 @@ class ImageDataset(_MediaDataset):
 
     def _load_entry(self, entry: MediaEntry, rng: np.random.Generator) -> dict[str, Any]:
         image = read_image(entry.path)
-        video = resize_and_crop(frames_to_tensor(image[None]), self.resolution, self.crop, rng)
+        video = frames_to_tensor(resize_and_crop_frames(image[None], self.resolution, self.crop, rng))
         return {
             "video": video,
             "path": str(entry.path),
