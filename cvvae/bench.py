@@ -243,9 +243,11 @@ def bench(
     budget_s: float = 30.0,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per model x dtype x shape (see ``COLUMNS``). Specs without a path get random weights when
-    ``random_weights`` is set; otherwise a missing path raises ``FileNotFoundError`` before anything runs."""
+    ``random_weights`` is set; otherwise a missing path raises ``FileNotFoundError`` before anything runs.
+    ``on_row`` gets the rows so far after every case (to save partial results of a long run)."""
     device = torch.device(device)
     env = environment(device)
     specs = []
@@ -270,6 +272,8 @@ def bench(
                 rows.append(
                     {"model": ae.name, "spec": str(model), "weights": weights, "dtype": dtype, **row, **env}
                 )
+                if on_row is not None:
+                    on_row(rows)
             del ae
             _free_memory(device)
     return rows
@@ -285,8 +289,6 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    from tabulate import tabulate
-
     shown = (
         "model",
         "weights",
@@ -301,7 +303,12 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "decode_peak_gib",
         "status",
     )
-    return tabulate([[row.get(c, "") for c in shown] for row in rows], headers=shown, tablefmt="github")
+    table = [[row.get(c, "") for c in shown] for row in rows]
+    try:
+        from tabulate import tabulate
+    except ImportError:  # the GPU image may lack it; the CSV is the result, this is only the printout
+        return "\n".join(" | ".join(str(v) for v in line) for line in [list(shown), *table])
+    return tabulate(table, headers=shown, tablefmt="github")
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -349,6 +356,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--repeats and --batch-size must be >= 1 and --warmup >= 0")
     shapes = parse_shapes(args.shapes)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    path = args.csv or args.out / csv_name(environment(device))
     try:
         rows = bench(
             args.models,
@@ -361,11 +369,12 @@ def run(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             budget_s=args.case_budget,
             seed=args.seed,
+            on_row=lambda so_far: write_csv(so_far, path),
         )
     except FileNotFoundError as error:
         print(f"error: {error}")
         return 2
-    path = write_csv(rows, args.csv or args.out / csv_name(environment(device)))
+    write_csv(rows, path)
     print(format_table(rows))
     print(
         f"weights: {'random (architecture only)' if args.random_weights else 'as given by path'}; "
