@@ -102,3 +102,16 @@ def test_cli_missing_weights_says_where_to_get_them(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stabilityai/stable-video-diffusion-img2vid-xt" in out
     assert not list(tmp_path.glob("*.csv"))
+
+
+@pytest.mark.gpu
+def test_gpu_rows_have_peak_memory_and_cuda_timing():
+    models = [{"kind": "image_vae", "config": TINY_IMAGE_VAE}, {"kind": "cvvae", "config": TINY_CVVAE}]
+    shapes = bench.parse_shapes("9x64x64")
+    rows = bench.bench(
+        models, shapes, ["fp32", "bf16"], device="cuda", random_weights=True, log=lambda _: None
+    )
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    for row in rows:
+        assert isinstance(row["encode_peak_gib"], float) and row["encode_peak_gib"] > 0
+        assert row["decode_peak_gib"] > 0 and row["cuda"] != "none"
