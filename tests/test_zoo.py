@@ -212,3 +212,20 @@ def test_resolve_dtype():
     assert resolve_dtype(torch.float32) is torch.float32
     with pytest.raises(ValueError, match="fp32, bf16, fp16"):
         resolve_dtype("int8")
+
+
+def test_sd3_variant_has_16_latent_channels(tmp_path):
+    tiny_sd3 = dict(
+        block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_num_groups=4, tile_spatial_size=None
+    )
+    spec = {"kind": "cvvae", "variant": "vae3d_sd3", "random_weights": True, "config": tiny_sd3}
+    ae = load_autoencoder(spec)
+    assert ae.latent_channels == 16 and ae.temporal_compression == 4
+    x = video(t=5, b=1)
+    z = ae.encode(x)
+    assert z.shape == (1, 16, 2, 2, 3)
+    assert ae.decode(z, 5).shape == x.shape
+    ae.module.save_pretrained(tmp_path / "vae3d_sd3")
+    image_mode = load_autoencoder(f"cvvae_image:{tmp_path}?subfolder=vae3d_sd3")
+    assert type(image_mode.module).__name__ == "CVVAESD3Model"
+    assert image_mode.encode(x).shape == (1, 16, 5, 2, 3)

@@ -86,8 +86,8 @@ WEIGHT_SOURCES["uniform_sampling"] = WEIGHT_SOURCES["image_vae"]
 
 COMMON_OPTIONS = {"kind", "path", "subfolder", "name", "random_weights", "seed", "config"}
 KIND_OPTIONS: dict[str, set[str]] = {
-    "cvvae": {"tiling", "tile_size", "chunking"},
-    "cvvae_image": {"tiling", "tile_size", "frame_batch_size"},
+    "cvvae": {"tiling", "tile_size", "chunking", "variant"},
+    "cvvae_image": {"tiling", "tile_size", "frame_batch_size", "variant"},
     "image_vae": {"frame_batch_size"},
     "svd_vae": {"frame_batch_size", "decode_chunk_size"},
     "uniform_sampling": {"frame_batch_size", "stride", "interpolation"},
@@ -322,6 +322,11 @@ class UniformSamplingAutoencoder(VideoAutoencoder):
         return torch.stack(frames, dim=2)
 
 
+def cvvae_latent_channels(model: nn.Module) -> int:
+    """Latent channels of a CV-VAE: 4 (``z_channels``) for vae3d, 16 for the SD3 variant."""
+    return getattr(model, "latent_channels", None) or model.config.z_channels
+
+
 class CVVAEAutoencoder(VideoAutoencoder):
     """CV-VAE in video mode: ``1 + 4k`` frames <-> ``1 + k`` latent frames. Tiling and temporal windows are
     whatever the model is set to (as loaded: the released 576-px tiles and 17-frame windows)."""
@@ -331,7 +336,7 @@ class CVVAEAutoencoder(VideoAutoencoder):
         self.name = name
         self.temporal_compression = model.time_compression
         self.spatial_compression = model.config.spatial_n_compress or 8
-        self.latent_channels = model.config.z_channels
+        self.latent_channels = cvvae_latent_channels(model)
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
@@ -356,7 +361,7 @@ class CVVAEImageAutoencoder(VideoAutoencoder):
         self.name = name
         self.frame_batch_size = frame_batch_size
         self.spatial_compression = model.config.spatial_n_compress or 8
-        self.latent_channels = model.config.z_channels
+        self.latent_channels = cvvae_latent_channels(model)
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
@@ -511,20 +516,21 @@ def model_dir(spec: Mapping[str, Any]) -> Path:
     return folder
 
 
+CVVAE_CLASSES = ("CVVAEModel", "CVVAESD3Model")
+
+
 def _load_cvvae(spec: Mapping[str, Any]) -> nn.Module:
-    from . import cvvae as cvvae_module
+    from cvvae import models
 
     if spec.get("random_weights"):
-        return cvvae_module.CVVAEModel.from_released_config(**spec.get("config", {}))
+        sd3 = spec.get("variant", "vae3d") == "vae3d_sd3"
+        model_class = models.CVVAESD3Model if sd3 else models.CVVAEModel
+        return model_class.from_released_config(**spec.get("config", {}))
     folder = model_dir(spec)
     class_name = json.loads((folder / "config.json").read_text()).get("_class_name", "CVVAEModel")
-    model_class = getattr(cvvae_module, class_name, None)
-    if model_class is None:
-        raise NotImplementedError(
-            f"{folder} holds a {class_name}, which this version of cvvae does not implement "
-            "(only CVVAEModel: the vae3d and vae3d_v1-1 releases)"
-        )
-    return model_class.from_pretrained(folder)
+    if class_name not in CVVAE_CLASSES:
+        raise ValueError(f"{folder} holds a {class_name}; a CV-VAE folder holds one of {CVVAE_CLASSES}")
+    return getattr(models, class_name).from_pretrained(folder)
 
 
 def _load_image_vae(spec: Mapping[str, Any]) -> nn.Module:
@@ -617,7 +623,8 @@ def load_autoencoder(
     Spec options: ``path``, ``subfolder``, ``name`` (label in tables), ``random_weights`` (released
     architecture, random init from ``seed``; dict specs may add ``config`` overrides), and per kind:
     ``tiling``, ``tile_size``,
-    ``chunking`` (``official`` | ``causal_cache`` | ``none``) for CV-VAE; ``frame_batch_size`` for per-frame
+    ``chunking`` (``official`` | ``causal_cache`` | ``none``) and, with random weights, ``variant``
+    (``vae3d`` | ``vae3d_sd3``) for CV-VAE; ``frame_batch_size`` for per-frame
     models; ``decode_chunk_size`` for ``svd_vae``; ``stride``, ``interpolation`` for ``uniform_sampling``;
     ``class_name`` for ``diffusers_video``.
     """
