@@ -108,11 +108,17 @@ class Study:
         return pd.read_csv(path)
 
     def save_table(
-        self, df: pd.DataFrame, name: str, caption: str = "", notes: Iterable[str] = (), show: bool = True
+        self,
+        df: pd.DataFrame,
+        name: str,
+        caption: str = "",
+        notes: Iterable[str] = (),
+        show: bool = True,
+        markdown: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Write ``tables/<name>.csv`` and ``.md`` (with notes and the reasons for missing inputs)."""
         all_notes = [*notes, *(f"n/a: {m}" for m in dict.fromkeys(self.missing))]
-        tables.write_table(df, self.tables_dir, name, caption=caption, notes=all_notes)
+        tables.write_table(df, self.tables_dir, name, caption=caption, notes=all_notes, markdown=markdown)
         if show:
             print(f"{caption or name}\n")
             print(tables.to_markdown(rounded(df)))
@@ -237,6 +243,24 @@ def comparison_table(
         return pd.DataFrame(columns=["row", "dataset", "metric", "ours", "paper_label", "paper", "delta"])
     ours = pd.concat(parts, ignore_index=True)
     return tables.side_by_side(ours, table, rows, datasets)
+
+
+def save_comparison(study: Study, df: pd.DataFrame, name: str, table: str, notes: Iterable[str] = ()) -> None:
+    """Save a ``comparison_table``: the long csv, and a compact markdown with the protocols as notes."""
+    protocols = sorted(set(df["protocol"])) if "protocol" in df.columns else []
+    study.save_table(
+        df,
+        name,
+        caption=f"{tables.PAPER_TABLES[table].caption}: ours (paper)",
+        notes=[
+            *(f"ours, {p}" for p in protocols),
+            f"paper: {tables.PAPER_TABLES[table].protocol}",
+            "LPIPS: the paper does not name its backbone; ours are listed per backbone",
+            *notes,
+        ],
+        show=False,
+        markdown=tables.compact(df),
+    )
 
 
 def metrics_table(study: Study, protocol: str, models: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:

@@ -338,6 +338,28 @@ def wide(df: pd.DataFrame, value: str = "ours", index: str = "row") -> pd.DataFr
     return out.reindex(index=order_rows, columns=order_cols)
 
 
+def compact(side: pd.DataFrame) -> pd.DataFrame:
+    """A ``side_by_side`` table for reading: one row per model, one column per ``dataset metric``, cells
+    ``ours (paper)`` (or just ``ours`` where the paper has no number)."""
+    if side.empty:
+        return pd.DataFrame(columns=["row"])
+    cells = []
+    for _, item in side.iterrows():
+        ours = format_value(item["ours"], str(item["metric"]))
+        paper = item.get("paper")
+        text = (
+            ours
+            if paper is None or pd.isna(paper)
+            else f"{ours} ({format_value(paper, str(item['metric']))})"
+        )
+        cells.append({"row": item["row"], "column": f"{item['dataset']} {item['metric']}", "cell": text})
+    long = pd.DataFrame(cells)
+    rows = list(dict.fromkeys(long["row"]))
+    cols = list(dict.fromkeys(long["column"]))
+    out = long.pivot(index="row", columns="column", values="cell").reindex(index=rows, columns=cols)
+    return out.fillna("").reset_index().rename(columns={"row": "model"}).rename_axis(columns=None)
+
+
 def format_value(value: object, metric: str = "") -> str:
     """Numbers at the precision the paper prints them; missing values as ``n/a``."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
@@ -360,14 +382,21 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
 
 
 def write_table(
-    df: pd.DataFrame, out_dir: str | Path, name: str, caption: str = "", notes: Iterable[str] = ()
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    name: str,
+    caption: str = "",
+    notes: Iterable[str] = (),
+    markdown: pd.DataFrame | None = None,
 ) -> Path:
-    """Write ``<out_dir>/<name>.csv`` and ``<out_dir>/<name>.md`` (caption, table, notes); return the csv."""
+    """Write ``<out_dir>/<name>.csv`` and ``<out_dir>/<name>.md`` (caption, table, notes); return the csv.
+
+    ``markdown`` replaces ``df`` in the ``.md`` file (e.g. a ``compact`` view of a long-form csv)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"{name}.csv"
     df.to_csv(csv_path, index=False)
-    parts = [f"**{caption}**\n" if caption else "", to_markdown(df), ""]
+    parts = [f"**{caption}**\n" if caption else "", to_markdown(df if markdown is None else markdown), ""]
     parts += [f"- {n}" for n in notes]
     (out_dir / f"{name}.md").write_text("\n".join(p for p in parts if p is not None).strip() + "\n")
     return csv_path
