@@ -130,3 +130,15 @@ def test_config_validation_names_valid_keys() -> None:
         assert resolve_cvvae_config(profile, name).variant == name
     assert resolve_cvvae_config(profile, "svd_vae").train.kind == "svd_vae"
     assert resolve_cvvae_config(profile, "dec_noimg").train.reg.apply_dec_to_images is False
+
+
+def test_bf16_validation_runs_the_frozen_image_vae_under_autocast(image_vae_dir, tmp_path) -> None:
+    # The frozen image VAE is not prepared by accelerate; bf16 latents must still decode through it.
+    run = _run_config(
+        image_vae_dir, extra=["cvvae.train.precision=bf16", "cvvae.train.loss.disc_enabled=false"]
+    )
+    image_vae = load_image_vae(run.image_vae_path)
+    trainer = Trainer(run.train, run.data, 0, tmp_path, build_video_model(run, image_vae), image_vae, run)
+    trainer.validation_clips = lambda: torch.rand(1, 3, 5, 16, 16) * 2 - 1  # type: ignore[method-assign]
+    row = trainer.validate()
+    assert row is not None and torch.isfinite(torch.tensor(row["psnr_image_decoder_vs_psi"]))

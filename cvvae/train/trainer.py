@@ -528,8 +528,6 @@ class Trainer:
         if not acc.is_main_process:
             acc.wait_for_everyone()
             return None
-        from cvvae.metrics.reconstruction import psnr_per_frame
-
         clips = self.validation_clips()
         if clips is None:
             acc.wait_for_everyone()
@@ -539,20 +537,9 @@ class Trainer:
         reg = self.config.reg
         row: dict[str, float] = {"step": self.step}
         psnrs, dec_psnrs, distances = [], [], []
-        for clip in clips.split(1):
-            clip = clip.to(acc.device)
-            out = model(clip, sample_posterior=False)
-            psnrs.append(psnr_per_frame(out.recon.float().clamp(-1, 1), clip).mean().item())
-            if self.config.kind == "cvvae" and self.image_vae is not None:
-                gen = torch.Generator().manual_seed(self.seed)
-                targets = map_frames(clip, reg.mapping, reg.time_compression, reg.slice_position, gen)
-                latents = out.latents if reg.mapping != "first" else out.latents[:, :, :1]
-                decoded = decode_frames_with_image_vae(self.image_vae, latents).float().clamp(-1, 1)
-                dec_psnrs.append(psnr_per_frame(decoded, targets).mean().item())
-                reference = encode_frames_with_image_vae(self.image_vae, targets, use_mode=True)
-                from cvvae.metrics.latent import latent_distance
-
-                distances.append(latent_distance(latents.float(), reference.float()))
+        # The frozen image VAE is not prepared by accelerate, so mixed precision must be entered explicitly.
+        with acc.autocast():
+            self._validate_clips(clips, reg, psnrs, dec_psnrs, distances)
         row["psnr_video"] = float(np.mean(psnrs))
         if dec_psnrs:
             row["psnr_image_decoder_vs_psi"] = float(np.mean(dec_psnrs))
@@ -566,6 +553,25 @@ class Trainer:
         model.train()
         acc.wait_for_everyone()
         return row
+
+    def _validate_clips(self, clips: Tensor, reg: Any, psnrs: list, dec_psnrs: list, distances: list) -> None:
+        """Fill the three lists with per-clip PSNR, image-decoder PSNR vs psi(X) and latent distances."""
+        from cvvae.metrics.latent import latent_distance
+        from cvvae.metrics.reconstruction import psnr_per_frame
+
+        acc, model = self.accelerator, self.unwrapped
+        for clip in clips.split(1):
+            clip = clip.to(acc.device)
+            out = model(clip, sample_posterior=False)
+            psnrs.append(psnr_per_frame(out.recon.float().clamp(-1, 1), clip).mean().item())
+            if self.config.kind == "cvvae" and self.image_vae is not None:
+                gen = torch.Generator().manual_seed(self.seed)
+                targets = map_frames(clip, reg.mapping, reg.time_compression, reg.slice_position, gen)
+                latents = out.latents if reg.mapping != "first" else out.latents[:, :, :1]
+                decoded = decode_frames_with_image_vae(self.image_vae, latents).float().clamp(-1, 1)
+                dec_psnrs.append(psnr_per_frame(decoded, targets).mean().item())
+                reference = encode_frames_with_image_vae(self.image_vae, targets, use_mode=True)
+                distances.append(latent_distance(latents.float(), reference.float()))
 
     def _save_grid(self, clip: Tensor, recon: Tensor) -> None:
         from torchvision.utils import save_image
