@@ -244,7 +244,7 @@ def notebook_params(wildcards):
     """The notebook's parameters as one YAML mapping (papermill -y): `common` merged with its own section."""
     params = dict(P["notebooks"].get("common") or {})
     params.update(P["notebooks"].get(wildcards.notebook) or {})
-    return shlex.quote(yaml.safe_dump(params, default_flow_style=True, width=10_000).strip())
+    return shlex.quote(yaml.safe_dump(params, default_flow_style=True, sort_keys=False, width=10_000).strip())
 
 
 def notebook_input(wildcards):

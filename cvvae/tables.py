@@ -299,6 +299,7 @@ def side_by_side(
     unknown = sorted(set(df["row"]) - set(row_map))
     if unknown:
         raise ValueError(f"rows {unknown} have no entry in row_map; map them to a paper row or None")
+    df["_order"] = range(len(df))  # keep the caller's row order through the merge
     df["paper_row"] = df["row"].map(row_map)
     df["paper_dataset"] = df["dataset"].map(lambda d: dataset_map.get(d))
     df["paper_metric"] = df["metric"].map(lambda m: "lpips" if str(m).startswith("lpips") else m)
@@ -314,7 +315,9 @@ def side_by_side(
         on=["paper_row", "paper_dataset", "paper_metric"],
         how="left",
     )
-    merged = merged.rename(columns={"value": "ours", "label": "paper_label"})
+    merged = merged.sort_values("_order", kind="stable").rename(
+        columns={"value": "ours", "label": "paper_label"}
+    )
     merged["ours"] = pd.to_numeric(merged["ours"], errors="coerce")
     merged["delta"] = merged["ours"] - merged["paper"]
     sign = merged["metric"].map(lambda m: 1.0 if higher_is_better(str(m)) else -1.0)

@@ -70,6 +70,10 @@ def test_side_by_side_joins_and_signs() -> None:
     assert pd.isna(by.loc[("inflated", "video", "psnr"), "better"])
     assert pd.isna(by.loc[("cvvae", "video", "lpips_vgg"), "delta"])
     assert list(out.columns)[-1] == "protocol"
+    assert list(dict.fromkeys(out["row"])) == ["image_vae", "cvvae", "inflated"]  # caller's order kept
+    compact = tables.compact(out)
+    assert compact.loc[compact["model"] == "image_vae", "image psnr"].item() == "27.00 (26.60)"
+    assert compact.loc[compact["model"] == "inflated", "video psnr"].item() == "20.00"
 
 
 def test_side_by_side_requires_every_row_mapped() -> None:
