@@ -111,21 +111,29 @@ def _downloads_forbidden() -> Iterator[None]:
         torch.hub.download_url_to_file = original
 
 
+def build_lpips(net: str) -> torch.nn.Module:
+    """A new, frozen ``lpips.LPIPS(net=net, pretrained=True)`` in eval mode; never downloads.
+
+    Training registers it inside its loss module; metrics use the cached :func:`load_lpips`.
+    """
+    require_lpips_weights(net)
+    import lpips
+
+    # lpips calls torchvision with the deprecated ``pretrained=True``; hide that warning.
+    with _downloads_forbidden(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False)
+    return model.eval().requires_grad_(False)
+
+
 _LPIPS_CACHE: dict[tuple[str, str, str], torch.nn.Module] = {}
 
 
 def load_lpips(net: str, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """``lpips.LPIPS(net=net, pretrained=True)`` in eval mode on ``device``, cached; never downloads."""
-    path = require_lpips_weights(net)
-    key = (net, str(torch.device(device)), str(path))
+    """The shared :func:`build_lpips` module for ``net`` on ``device`` (built once per process)."""
+    key = (net, str(torch.device(device)), str(require_lpips_weights(net)))
     if key not in _LPIPS_CACHE:
-        import lpips
-
-        # lpips calls torchvision with the deprecated ``pretrained=True``; hide that warning.
-        with _downloads_forbidden(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=False, verbose=False)
-        _LPIPS_CACHE[key] = model.eval().requires_grad_(False).to(device)
+        _LPIPS_CACHE[key] = build_lpips(net).to(device)
     return _LPIPS_CACHE[key]
 
 

@@ -8,18 +8,15 @@ divided by the batch size.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cvvae.metrics.weights import LPIPSWeightsMissing
+from cvvae.metrics.weights import build_lpips as build_frozen_lpips
 from cvvae.train.config import LossConfig, RegConfig
-
-# torchvision checkpoint files of the LPIPS backbones, as installed by `cvvae weights lpips`.
-LPIPS_BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 
 
 def frames_as_images(video: Tensor) -> Tensor:
@@ -27,39 +24,15 @@ def frames_as_images(video: Tensor) -> Tensor:
     return video if video.ndim == 4 else video.transpose(1, 2).flatten(0, 1)
 
 
-def lpips_backbone_path(backbone: str) -> Path:
-    """Where the ImageNet backbone of LPIPS must be: ``$TORCH_HOME/hub/checkpoints/<torchvision file>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[backbone]
-
-
 def build_lpips(backbone: str) -> nn.Module:
-    """A frozen LPIPS module whose backbone comes from the local torchvision checkpoint, never the network.
-
-    The LPIPS linear heads ship with the ``lpips`` package; the ImageNet backbone is loaded from
-    ``lpips_backbone_path``. A missing file is an error: a random backbone is not LPIPS.
-    """
-    if backbone not in LPIPS_BACKBONE_FILES:
-        raise ValueError(f"unknown LPIPS backbone {backbone!r}; choose one of {sorted(LPIPS_BACKBONE_FILES)}")
-    path = lpips_backbone_path(backbone)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"LPIPS ({backbone}) needs the torchvision ImageNet weights at {path}, which are missing. "
-            f"Install them offline with `cvvae weights lpips` (or copy {LPIPS_BACKBONE_FILES[backbone]} into "
-            f"{path.parent}; TORCH_HOME={os.environ.get('TORCH_HOME', '<unset>')}), or train without the "
-            "perceptual term with `--set <section>.loss.lpips=none` (recorded as a deviation)."
-        )
-    import lpips
-    import torchvision
-
-    # pnet_rand=True: lpips builds an uninitialised trunk instead of downloading one; filled from the file.
-    model = lpips.LPIPS(net=backbone, pretrained=True, pnet_rand=True, verbose=False)
-    reference = (torchvision.models.vgg16 if backbone == "vgg" else torchvision.models.alexnet)(weights=None)
-    reference.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    for stage in model.net.children():  # slice1..sliceN hold torchvision `features` layers by their index
-        for index, layer in stage.named_children():
-            layer.load_state_dict(reference.features[int(index)].state_dict())
-    model.eval().requires_grad_(False)
-    return model
+    """The frozen LPIPS loss network; a missing backbone is an error naming both ways out."""
+    try:
+        return build_frozen_lpips(backbone)
+    except LPIPSWeightsMissing as err:
+        raise LPIPSWeightsMissing(
+            f"{err}. Or train without the perceptual term: `--set <section>.loss.lpips=none` "
+            "(recorded as a deviation)."
+        ) from err
 
 
 class ReconstructionLoss(nn.Module):
