@@ -132,7 +132,19 @@ def test_config_validation_names_valid_keys() -> None:
     assert resolve_cvvae_config(profile, "dec_noimg").train.reg.apply_dec_to_images is False
 
 
-def test_bf16_validation_runs_the_frozen_image_vae_under_autocast(image_vae_dir, tmp_path) -> None:
+@pytest.fixture
+def fresh_accelerator_state():
+    # accelerate keeps one process-wide state; a test that needs another precision starts from a clean one.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_validation_runs_the_frozen_image_vae_under_autocast(
+    image_vae_dir, tmp_path, fresh_accelerator_state
+) -> None:
     # The frozen image VAE is not prepared by accelerate; bf16 latents must still decode through it.
     run = _run_config(
         image_vae_dir, extra=["cvvae.train.precision=bf16", "cvvae.train.loss.disc_enabled=false"]
