@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("cvvae.bench", "encode/decode time and peak memory per autoencoder"),
     "weights": ("cvvae.metrics.weights", "install metric weights (LPIPS backbones) for offline use"),
     "inflate": ("cvvae.models.inflate", "inflate an image VAE into a CV-VAE and save it"),
+    "report": ("cvvae.report", "assemble results/<profile>/README.md from tables, figures and run logs"),
 }
 
 

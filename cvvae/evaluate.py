@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -446,7 +447,15 @@ def _latent_reference(args: argparse.Namespace, config: dict[str, Any], device: 
     spec = args.image_vae
     if spec is None:
         path = (config.get("cvvae") or {}).get("image_vae_path")
-        if not path or not Path(path).exists():
+        if not path:
+            return None
+        if not Path(path).exists():
+            # Say so: the compatibility columns would otherwise just be missing from the tables.
+            print(
+                f"latent compatibility not computed: the profile's image VAE {path} does not exist "
+                "(train it first, or pass --image-vae SPEC, or --image-vae none to silence this)",
+                file=sys.stderr,
+            )
             return None
         spec = f"image_vae:{path}"
     if spec == "none":
