@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from cvvae.train.cli import add_run_arguments, finish
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="profile YAML, e.g. config/default.yaml")
-    parser.add_argument("--out", required=True, help="run directory; the model is saved to OUT/final")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="DOTTED.KEY=VALUE",
-        help="override a profile key, e.g. image_vae.train.steps=100 (repeatable)",
-    )
-    parser.add_argument("--synthetic", action="store_true", help="seeded random images instead of a dataset")
+    add_run_arguments(parser, "image_vae", "seeded random images instead of a dataset")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +16,4 @@ def run(args: argparse.Namespace) -> int:
     from cvvae.train.trainer import train_image_vae
 
     overrides = list(args.overrides) + (["image_vae.train.synthetic_data=true"] if args.synthetic else [])
-    config = resolve_image_vae_config(load_profile(args.config), overrides)
-    summary = train_image_vae(config, args.out)
-    print(json.dumps(summary))
-    return 143 if summary["interrupted"] else 0
+    return finish(train_image_vae(resolve_image_vae_config(load_profile(args.config), overrides), args.out))
