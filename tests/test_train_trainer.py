@@ -120,7 +120,7 @@ def test_warmup_cosine_schedule() -> None:
 
 def test_config_validation_names_valid_keys() -> None:
     profile = load_profile(PROFILE)
-    with pytest.raises(ValueError, match="valid keys are .*lambda_dec"):
+    with pytest.raises(ValueError, match="valid keys: .*lambda_dec"):
         resolve_cvvae_config(profile, "dec", ["cvvae.train.reg.lamda_dec=1"])
     with pytest.raises(ValueError, match="unknown variant"):
         resolve_cvvae_config(profile, "nope")

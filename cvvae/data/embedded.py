@@ -29,6 +29,7 @@ from cvvae.data.reader import read_image
 from cvvae.data.scenes import detect_cuts, shot_segments
 from cvvae.data.sources import DEFAULT_OPENCV_DOC_DIR, MediaSource, opencv_doc_sources, shipped_sources
 from cvvae.data.writer import write_image, write_video
+from cvvae.config_keys import reject_unknown_keys
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +105,7 @@ class EmbeddedDataConfig:
     def from_mapping(cls, values: Mapping[str, Any] | None) -> EmbeddedDataConfig:
         """Build from a profile's ``data.embedded`` mapping; unknown keys raise, naming the valid ones."""
         values = dict(values or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown data.embedded keys {unknown}; valid keys: {', '.join(valid)}")
+        reject_unknown_keys(values, [f.name for f in dataclasses.fields(cls)], "data.embedded")
         return cls(**values)
 
 

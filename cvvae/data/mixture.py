@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cvvae.data.datasets import ImageDataset, VideoClipDataset, collate_items
+from cvvae.config_keys import reject_unknown_keys
 
 
 @dataclass(frozen=True)
@@ -202,10 +203,7 @@ def _entry_from(value: MixtureEntry | Mapping[str, Any] | Any) -> MixtureEntry:
         data = {name: getattr(value, name) for name in value.__dataclass_fields__}
     else:
         raise TypeError(f"cannot read a mixture source from {type(value).__name__}")
-    valid = set(MixtureEntry.__dataclass_fields__)
-    unknown = set(data) - valid
-    if unknown:
-        raise ValueError(f"unknown mixture keys {sorted(unknown)}; valid keys: {sorted(valid)}")
+    reject_unknown_keys(data, MixtureEntry.__dataclass_fields__, "mixture source")
     if isinstance(data.get("stride"), list):
         data["stride"] = tuple(data["stride"])
     return MixtureEntry(**data)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cvvae.data.datasets import ImageDataset, VideoClipDataset
+from cvvae.config_keys import reject_unknown_keys
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,7 @@ PROTOCOLS: dict[str, ClipProtocol] = {
 def register_protocol(protocol: ClipProtocol | Mapping[str, Any], *, overwrite: bool = False) -> ClipProtocol:
     """Add a protocol to :data:`PROTOCOLS` (from a ``ClipProtocol`` or a mapping of its fields)."""
     if not isinstance(protocol, ClipProtocol):
-        valid = set(ClipProtocol.__dataclass_fields__)
-        unknown = set(protocol) - valid
-        if unknown:
-            raise ValueError(f"unknown protocol keys {sorted(unknown)}; valid keys: {sorted(valid)}")
+        reject_unknown_keys(protocol, ClipProtocol.__dataclass_fields__, "protocol")
         protocol = ClipProtocol(**protocol)
     existing = PROTOCOLS.get(protocol.name)
     if existing is not None and existing != protocol and not overwrite:

@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 import yaml
 
+from cvvae.config_keys import reject_unknown_keys
+
 # ----------------------------------------------------------------------------------------------------
 # Sections
 
@@ -400,11 +402,7 @@ def from_dict(cls: type, data: dict[str, Any] | None, where: str = "") -> Any:
         raise ValueError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(fields)}"
-        )
+    reject_unknown_keys(data, fields, where or cls.__name__)
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _convert(value, hints[name], f"{where}.{name}" if where else name)
