@@ -151,15 +151,9 @@ class MixtureSourceConfig:
 
 
 @dataclass
-class TrainConfig:
-    """One CV-VAE (or SVD-style VAE) training run; ``cvvae.train`` plus the chosen variant."""
+class OptimizerConfig:
+    """AdamW, the cosine schedule and precision: shared by CV-VAE and image-VAE training."""
 
-    kind: Literal["cvvae", "svd_vae", "image_vae"] = "cvvae"
-    """``cvvae``: inflate the frozen image VAE and train the CV-VAE; ``svd_vae``: build the SVD-style VAE from
-    the image VAE, freeze its encoder and fine-tune its temporal decoder with the same budget
-    (``image_vae`` is used internally by ``cvvae train-image-vae``)."""
-    steps: int = 1000
-    """Optimisation steps (paper: 200k on 16 A100)."""
     lr: float = 1.0e-4
     """AdamW learning rate of the autoencoder (paper: 1e-4; official: 4e-5)."""
     disc_lr: float | None = None
@@ -178,6 +172,18 @@ class TrainConfig:
     """Gradient-norm clipping of both models; null disables it (official: 1.0)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """fp32 as in the paper, or bf16 autocast."""
+
+
+@dataclass
+class TrainConfig(OptimizerConfig):
+    """One CV-VAE (or SVD-style VAE) training run; ``cvvae.train`` plus the chosen variant."""
+
+    kind: Literal["cvvae", "svd_vae", "image_vae"] = "cvvae"
+    """``cvvae``: inflate the frozen image VAE and train the CV-VAE; ``svd_vae``: build the SVD-style VAE from
+    the image VAE, freeze its encoder and fine-tune its temporal decoder with the same budget
+    (``image_vae`` is used internally by ``cvvae train-image-vae``)."""
+    steps: int = 1000
+    """Optimisation steps (paper: 200k on 16 A100)."""
     grad_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     mixture: list[MixtureSourceConfig] = field(
@@ -230,7 +236,7 @@ class TrainConfig:
 
 
 @dataclass
-class ImageVAETrainConfig:
+class ImageVAETrainConfig(OptimizerConfig):
     """Pretraining of the small image VAE (diffusers ``AutoencoderKL``) of the small profiles."""
 
     steps: int = 1000
@@ -241,17 +247,6 @@ class ImageVAETrainConfig:
     """Square crop size."""
     use_video_frames: bool = True
     """Also train on single frames drawn from the video clips of the train split."""
-    lr: float = 1.0e-4
-    """AdamW learning rate."""
-    disc_lr: float | None = None
-    """Discriminator learning rate (default: ``lr``)."""
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1.0e-8
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    grad_clip: float | None = 1.0
-    precision: Literal["fp32", "bf16"] = "fp32"
     loss: LossConfig = field(default_factory=lambda: LossConfig(disc_enabled=False))
     """Same losses as the CV-VAE (L1 + LPIPS + KL); the GAN is off by default."""
     synthetic_data: bool = False

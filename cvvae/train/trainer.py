@@ -12,6 +12,7 @@ Run directory: ``config.yaml`` (resolved config and deviations from the paper), 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import platform
@@ -595,7 +596,7 @@ def train(run: RunConfig, run_dir: str | Path, stop_after: int | None = None) ->
 
 def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
     """The image-VAE pretraining as a ``TrainConfig`` of kind ``image_vae`` (no regularisation)."""
-    from cvvae.train.config import MixtureSourceConfig, RegConfig
+    from cvvae.train.config import MixtureSourceConfig, OptimizerConfig, RegConfig
 
     cfg = run.train
     mixture = [MixtureSourceConfig("images", "image", cfg.resolution, cfg.batch_size, 1.0)]
@@ -603,10 +604,9 @@ def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
         mixture.append(
             MixtureSourceConfig("frames", "video", cfg.resolution, cfg.batch_size, 1.0, num_frames=1)
         )
+    optimizer = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(OptimizerConfig)}
     return TrainConfig(
-        kind="image_vae", steps=cfg.steps, lr=cfg.lr, disc_lr=cfg.disc_lr, betas=cfg.betas, eps=cfg.eps,
-        weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio,
-        grad_clip=cfg.grad_clip, precision=cfg.precision, mixture=mixture, synthetic_data=cfg.synthetic_data,
+        **optimizer, kind="image_vae", steps=cfg.steps, mixture=mixture, synthetic_data=cfg.synthetic_data,
         loss=cfg.loss, reg=RegConfig(lambda_dec=0.0, lambda_enc=0.0), log_every=cfg.log_every,
         val_every=cfg.val_every, val_clips=cfg.val_images, val_num_frames=1, val_resolution=cfg.resolution,
         ckpt_every=cfg.ckpt_every, keep_ckpts=cfg.keep_ckpts, num_workers=cfg.num_workers,
