@@ -1,5 +1,5 @@
-"""Assemble ``results/<profile>/README.md``: every table and figure the notebooks wrote, the run metadata and
-the wall time of every workflow step.
+"""Assemble ``results/<profile>/README.md``: the claim-by-claim verdict (``cvvae.claims``), every table and
+figure the notebooks wrote, the run metadata and the wall time of every workflow step.
 
     python -m cvvae.report --config config/default.yaml --results results/default
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cvvae import tables
+from cvvae import claims, tables
 
 RUN_META_FILES = ("config.yaml", "environment.json", "metrics.csv", "val_metrics.csv")
 # Order of sections in the report: notebook prefix -> heading.
@@ -94,6 +94,19 @@ def _environment(results: Path) -> str:
     return f"python {platform.python_version()}, {platform.machine()}, {platform.system()}"
 
 
+def claims_section(results: Path) -> list[str]:
+    """The claim-by-claim verdict (also written to ``tables/claims.csv`` / ``.md``) as README lines."""
+    df = claims.write_claims(results)
+    return [
+        "## Claim-by-claim verdict",
+        "",
+        claims.HOW_DECIDED + " Full table: [csv](tables/claims.csv).",
+        "",
+        tables.to_markdown(df),
+        "",
+    ]
+
+
 def build_report(config_path: Path, results: Path) -> str:
     """The README text for one profile's results folder."""
     profile = yaml.safe_load(config_path.read_text())
@@ -108,9 +121,12 @@ def build_report(config_path: Path, results: Path) -> str:
         f"Regenerate with `snakemake --cores all --config profile={name}` (profile: `{config_path}`).",
         "Each table names its protocol; `n/a` marks a number that could not be computed and says why.",
         "",
+        *claims_section(results),
     ]
     by_section: dict[str, list[Path]] = {}
     for md in sorted((results / "tables").glob("*.md")):
+        if md.stem == claims.TABLE_NAME:  # shown at the top, not again among the notebooks' tables
+            continue
         by_section.setdefault(_section_of(md.stem), []).append(md)
     figures: dict[str, list[Path]] = {}
     for png in sorted((results / "figures").glob("*.png")):

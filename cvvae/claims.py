@@ -1,0 +1,529 @@
+"""Claim-by-claim verdicts: each of the paper's claims, tested on the per-clip evaluation results.
+
+A claim is one or more paired comparisons "A vs B on a metric and protocol, in the direction the paper
+expects". For each comparison the per-clip values of A and B are paired by clip id, and the mean difference
+A - B gets a 95% percentile bootstrap CI over clips (fixed seed, so the table is byte-stable). A model trained
+with further seeds is evaluated as ``<model>_seed<k>``; the difference is then measured per seed, the seed
+spread reported, and the CI computed over the clips' seed-averaged differences.
+
+Verdict of a comparison (``threshold`` is 0 except for a claim of the form "at most x dB behind"):
+
+- ``reproduced``: every seed's difference lies on the paper's side of the threshold and the CI excludes it;
+- ``not reproduced``: every seed lies on the other side and the CI excludes the threshold;
+- ``inconclusive``: the seeds disagree, or the CI contains the threshold;
+- ``n/a``: a model, metric or common clip is missing (the reason is given, nothing is substituted).
+
+A claim with several comparisons (e.g. "random mapping beats each other mapping") is reproduced when every
+comparison is, not reproduced when any comparison is, and inconclusive otherwise.
+
+    python -m cvvae.claims --results results/default
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cvvae import tables
+
+EVAL_CLIPS = "per_clip.csv"
+TABLE_NAME = "claims"  # tables/claims.csv and tables/claims.md
+CLIP_KEYS = ("clip_id", "clip")  # evaluation CSVs name the clip column clip_id; older ones clip
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+# Fewest clips for a verdict. With n <= 3 clips a resample repeats one clip throughout with probability
+# n * n**-n > 2.5%, so the 95% percentile interval is the range of the clips' differences and "excludes 0"
+# whenever all clips agree in sign, which happens by chance with probability 2**(1 - n) (50% for 2 clips);
+# at 4 clips it is still nearly the range. From 5 clips on the interval is narrower than the range.
+MIN_CLIPS = 5
+SEED_SUFFIX = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+INCONCLUSIVE = "inconclusive"
+NOT_AVAILABLE = "n/a"
+ONE_SEED = "one seed; run-to-run noise not measured"
+
+# Metrics reported in dB (differences printed with two decimals and the unit).
+DB_METRICS = {"psnr", "compat_psnr"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a`` vs ``b`` on ``metric`` under ``protocol``; the paper expects ``a - b`` ``expect``
+    ``threshold``."""
+
+    a: str
+    b: str
+    metric: str
+    protocol: str = "video"
+    expect: str = ">"
+    """``">"``: the paper expects A's value above B's (plus ``threshold``); ``"<"``: below."""
+    threshold: float = 0.0
+    """0 for "A better than B"; a negative margin for "A at most |margin| behind B" (non-inferiority)."""
+    absolute: bool = False
+    """Compare |value| per clip (for signed metrics where closer to 0 is better, e.g. ``flicker``)."""
+
+    def __post_init__(self) -> None:
+        if self.expect not in {">", "<"}:
+            raise ValueError(f"Comparison.expect must be '>' or '<', got {self.expect!r}")
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.expect == ">" else -1.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.a} - {self.b}, {self.protocol} {_metric_name(self)}"
+
+
+def _metric_name(comparison: Comparison) -> str:
+    # no "|" here: the text goes into markdown table cells
+    return f"abs({comparison.metric})" if comparison.absolute else comparison.metric
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper (or of its reviewers) and how this study tests it."""
+
+    id: str
+    claim: str
+    evidence: str
+    """The paper's evidence, with its numbers (read from ``cvvae.tables``)."""
+    comparisons: tuple[Comparison, ...]
+    note: str = ""
+    """Why the test is set up as it is (e.g. where a tolerance comes from); appended to the "why"."""
+    context: tuple[str, ...] = ()
+    """Columns whose mean per model is shown beside the measurement (e.g. ``latent_frames``)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one comparison."""
+
+    comparison: Comparison
+    verdict: str
+    why: str
+    mean: float = math.nan
+    ci: tuple[float, float] = (math.nan, math.nan)
+    seed_means: tuple[float, ...] = ()
+    clips: int = 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# The claims
+
+
+def _p(table: str, row: str, metric: str = "psnr", dataset: str = "webvid_val") -> float:
+    value = tables.paper_value(table, row, dataset, metric)
+    if math.isnan(value):
+        raise KeyError(f"paper table {table} has no {row}/{dataset}/{metric}; fix the claim definition")
+    return value
+
+
+def table1_tolerance_db() -> float:
+    """Tolerance on the Table 1 video gap: twice the spread of the paper's own video PSNR for the same recipe
+    (decoder regularisation, random mapping) across its tables: Table 1 28.5, Table 6 28.0, Table 7 28.4 dB,
+    a spread of 0.5 dB. A gap within twice the paper's own variation is read as "near the image VAE"."""
+    same_recipe = [_p("table1", "cvvae_2d3d"), _p("table6", "dec"), _p("table7", "random")]
+    return round(2.0 * (max(same_recipe) - min(same_recipe)), 6)
+
+
+def default_claims() -> list[Claim]:
+    """The claims tested on every profile, with the paper's evidence read from ``cvvae.tables``."""
+    t6 = {row: _p("table6", row) for row in ("enc", "dec", "both")}
+    t6_img = {row: _p("table6", row, dataset="coco_val") for row in ("dec", "both")}
+    t7 = {row: _p("table7", row) for row in ("first", "average", "slice", "random")}
+    image_vae, ours = _p("table1", "vae_sd21"), _p("table1", "cvvae_2d3d")
+    paper_gap = image_vae - ours
+    tolerance = table1_tolerance_db()
+    fid_2d, fid_cv = _p("table2", "sd21", "fid", "coco_val"), _p("table2", "sd21_cvvae", "fid", "coco_val")
+    mappings = ("dec_first", "dec_slice", "dec_average")
+    return [
+        Claim(
+            id="compatibility",
+            claim="Decoder regularisation makes the frozen image decoder decode CV-VAE latents "
+            "(better than without regularisation).",
+            evidence=f"Sec. 3.2, Fig. 5; Table 2: SD2.1 decodes through CV-VAE without fine-tuning, FID "
+            f"{fid_cv:g} vs {fid_2d:g}; no number for an unregularised VAE",
+            comparisons=(Comparison("cvvae", "none", "compat_psnr", "video", ">"),),
+        ),
+        Claim(
+            id="table6_dec_vs_enc",
+            claim="Decoder regularisation reconstructs video better than encoder regularisation.",
+            evidence=f"Table 6, WebVid PSNR: 2D Dec. {t6['dec']:.1f} vs 2D Enc. {t6['enc']:.1f} dB "
+            f"({t6['dec'] - t6['enc']:+.1f} dB)",
+            comparisons=(Comparison("cvvae", "enc", "psnr", "video", ">"),),
+        ),
+        Claim(
+            id="table6_both_vs_dec",
+            claim="Adding encoder to decoder regularisation lowers video reconstruction "
+            "(it helps only on images).",
+            evidence=f"Table 6, WebVid PSNR: 2D Dec. {t6['dec']:.1f} vs Enc.+Dec. {t6['both']:.1f} dB "
+            f"({t6['dec'] - t6['both']:+.1f} dB for Dec.); COCO: Enc.+Dec. {t6_img['both']:.1f} vs "
+            f"Dec. {t6_img['dec']:.1f}",
+            comparisons=(Comparison("cvvae", "both", "psnr", "video", ">"),),
+        ),
+        Claim(
+            id="table7_random_best",
+            claim="The random mapping function reconstructs video best.",
+            evidence=f"Table 7, WebVid PSNR: Random {t7['random']:.1f} vs Average {t7['average']:.1f}, "
+            f"Slice {t7['slice']:.1f}, 1st Frame {t7['first']:.1f} dB",
+            comparisons=tuple(Comparison("cvvae", m, "psnr", "video", ">") for m in mappings),
+        ),
+        Claim(
+            id="table7_first_worst",
+            claim="The first-frame mapping reconstructs video worst.",
+            evidence=f"Table 7, WebVid PSNR: 1st Frame {t7['first']:.1f} vs Average {t7['average']:.1f}, "
+            f"Slice {t7['slice']:.1f}, Random {t7['random']:.1f} dB",
+            comparisons=tuple(
+                Comparison("dec_first", m, "psnr", "video", "<")
+                for m in ("cvvae", "dec_slice", "dec_average")
+            ),
+        ),
+        Claim(
+            id="table1_gap",
+            claim="CV-VAE reconstructs video nearly as well as the per-frame image VAE with 4x fewer latent "
+            "frames.",
+            evidence=f"Table 1, WebVid PSNR: VAE-SD2.1 {image_vae:.1f} (1x) vs Ours (2D+3D) {ours:.1f} dB "
+            f"(4x): gap {paper_gap:.1f} dB",
+            comparisons=(
+                Comparison(
+                    "cvvae", "image_vae", "psnr", "video", ">", threshold=-round(paper_gap + tolerance, 6)
+                ),
+            ),
+            context=("num_frames", "latent_frames"),
+            note=f"reproduced if our gap is at most the paper's {paper_gap:.1f} dB plus {tolerance:.1f} dB, "
+            "twice the spread of the paper's own video PSNR for this recipe across Tables 1, 6 and 7",
+        ),
+        Claim(
+            id="fig1_vs_uniform",
+            claim="True temporal compression beats uniform frame sampling at the same latent budget.",
+            evidence="Fig. 1 (qualitative; no number)",
+            comparisons=(Comparison("cvvae", "uniform_sampling", "psnr", "video", ">"),),
+            context=("num_frames", "latent_frames"),
+        ),
+        Claim(
+            id="fig1_vs_uniform_long",
+            claim="The same on the long protocol's clips (Table 1 uses 33-frame clips).",
+            evidence="Fig. 1 (qualitative; no number)",
+            comparisons=(Comparison("cvvae", "uniform_sampling", "psnr", "long", ">"),),
+            context=("num_frames", "latent_frames"),
+        ),
+        Claim(
+            id="flicker_vs_image_vae",
+            claim="CV-VAE video is smoother than per-frame image-VAE video.",
+            evidence="Sec. 4 and Fig. 6 (qualitative); no temporal metric in the paper",
+            comparisons=(
+                Comparison("cvvae", "image_vae", "tde", "video", "<"),
+                Comparison("cvvae", "image_vae", "flicker", "video", "<", absolute=True),
+            ),
+            note="tde: temporal-difference error, lower is smoother; flicker: frame-to-frame change beyond "
+            "the ground truth's, closer to 0 is better",
+        ),
+        Claim(
+            id="flicker_vs_svd_vae",
+            claim="CV-VAE video is smoother than an SVD-style video VAE's (reviewer 1 saw more flicker).",
+            evidence="Fig. 6 (qualitative); reviewer 1: more severe flickering than SVD; no metric",
+            comparisons=(
+                Comparison("cvvae", "svd_vae", "tde", "video", "<"),
+                Comparison("cvvae", "svd_vae", "flicker", "video", "<", absolute=True),
+            ),
+            note="direction as the paper claims (CV-VAE smoother)",
+        ),
+        Claim(
+            id="latent_alignment",
+            claim="Regularisation brings CV-VAE latents close to the image VAE's latents.",
+            evidence="Sec. 3.2 (no number); the reviewers asked for evidence",
+            comparisons=(Comparison("cvvae", "none", "latent_mse", "video", "<"),),
+        ),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading results
+
+
+def seed_variants(results_dir: Path, protocol: str, model: str) -> dict[int, Path]:
+    """Seed -> per-clip CSV of ``model`` and its ``<model>_seed<k>`` re-runs (the plain name is seed 0)."""
+    folder = Path(results_dir) / "eval" / protocol
+    found: dict[int, Path] = {}
+    if not folder.is_dir():
+        return found
+    for sub in sorted(folder.iterdir()):
+        csv = sub / EVAL_CLIPS
+        if not csv.is_file():
+            continue
+        if sub.name == model:
+            found[0] = csv
+        else:
+            match = SEED_SUFFIX.match(sub.name)
+            if match and match["base"] == model:
+                found[int(match["seed"])] = csv
+    return dict(sorted(found.items()))
+
+
+def _clip_values(csv: Path, metric: str, absolute: bool) -> pd.Series | str:
+    """Per-clip values indexed by clip id, or the reason they cannot be read."""
+    df = pd.read_csv(csv)
+    key = next((k for k in CLIP_KEYS if k in df.columns), None)
+    if key is None:
+        return f"{csv} has no clip id column ({' or '.join(CLIP_KEYS)})"
+    if metric not in df.columns:
+        return f"{csv} has no {metric} column"
+    values = pd.to_numeric(df.set_index(key)[metric], errors="coerce")
+    if values.index.duplicated().any():
+        return f"{csv} lists a clip id twice; cannot pair clips"
+    return values.abs() if absolute else values
+
+
+def _seed_pairs(seeds_a: list[int], seeds_b: list[int]) -> list[tuple[int, int]]:
+    """Which seed of A goes with which of B: matching seeds; a side with a single run (e.g. the image VAE
+    baseline) is paired with every seed of the other side."""
+    if len(seeds_a) == 1:
+        return [(seeds_a[0], b) for b in seeds_b]
+    if len(seeds_b) == 1:
+        return [(a, seeds_b[0]) for a in seeds_a]
+    return [(s, s) for s in seeds_a if s in seeds_b]
+
+
+def paired_differences(results_dir: Path, comparison: Comparison) -> pd.DataFrame | str:
+    """Per-clip differences A - B, one column per seed pair (``"a0-b0"``), rows the clips both sides have
+    for every seed; or the reason (a string) why there are none."""
+    c = comparison
+    runs = {m: seed_variants(results_dir, c.protocol, m) for m in (c.a, c.b)}
+    for model, found in runs.items():
+        if not found:
+            return f"{c.protocol}/{model} not evaluated (no {EVAL_CLIPS})"
+    pairs = _seed_pairs(list(runs[c.a]), list(runs[c.b]))
+    if not pairs:
+        return f"no common seed of {c.a} ({list(runs[c.a])}) and {c.b} ({list(runs[c.b])})"
+    columns = {}
+    for seed_a, seed_b in pairs:
+        va = _clip_values(runs[c.a][seed_a], c.metric, c.absolute)
+        vb = _clip_values(runs[c.b][seed_b], c.metric, c.absolute)
+        for v in (va, vb):
+            if isinstance(v, str):
+                return v
+        columns[f"a{seed_a}-b{seed_b}"] = va - vb  # aligned on clip id; unpaired clips become NaN
+    diffs = pd.DataFrame(columns).dropna()
+    if diffs.empty:
+        return f"no clip with {c.metric} for both {c.a} and {c.b} on {c.protocol}"
+    return diffs.sort_index()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def bootstrap_ci(
+    values: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over ``values`` (resampling them with replacement); NaN for fewer
+    than 2 values, where resampling says nothing about the spread."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return (float(low), float(high))
+
+
+def _clips(n: int) -> str:
+    return f"{n} clip" if n == 1 else f"{n} clips"
+
+
+def _fmt(value: float, metric: str, signed: bool = True) -> str:
+    if math.isnan(value):
+        return "n/a"
+    sign = "+" if signed else ""
+    if metric in DB_METRICS:
+        return f"{value:{sign}.2f}"
+    return f"{value:{sign}.3g}"
+
+
+def judge(comparison: Comparison, diffs: pd.DataFrame) -> Result:
+    """Verdict of one comparison from its per-clip differences (one column per seed pair)."""
+    c = comparison
+    seed_means = tuple(float(diffs[col].mean()) for col in diffs.columns)
+    pooled = diffs.mean(axis=1).to_numpy()  # per clip, averaged over seeds
+    mean = float(pooled.mean())
+    low, high = bootstrap_ci(pooled)
+    # Standardise so that "the paper's direction" is positive: s * (d - threshold) > 0.
+    side = [c.sign * (m - c.threshold) for m in seed_means]
+    ci_side = sorted(c.sign * (v - c.threshold) for v in (low, high))
+    where = "0" if c.threshold == 0 else f"the margin {_fmt(c.threshold, c.metric)}"
+    ci_text = f"95% CI [{_fmt(low, c.metric)}, {_fmt(high, c.metric)}]"
+    margin = ""
+    if c.threshold != 0:  # say the margin test plainly: how far behind B we are, and how far is allowed
+        unit = " dB" if c.metric in DB_METRICS else ""
+        margin = (
+            f"; {c.a} is {_fmt(-mean, c.metric, signed=False)}{unit} behind {c.b}, "
+            f"at most {_fmt(-c.threshold, c.metric, signed=False)}{unit} allowed"
+        )
+    common = dict(comparison=c, mean=mean, ci=(low, high), seed_means=seed_means, clips=len(pooled))
+    if len(pooled) < MIN_CLIPS:
+        why = f"{_clips(len(pooled))}: too few for a verdict (at least {MIN_CLIPS}){margin}"
+        return Result(verdict=INCONCLUSIVE, why=why, **common)
+    if all(s > 0 for s in side) and ci_side[0] > 0:
+        why = f"{ci_text} excludes {where} on the paper's side{margin}"
+        return Result(verdict=REPRODUCED, why=why, **common)
+    if all(s < 0 for s in side) and ci_side[1] < 0:
+        why = f"{ci_text} excludes {where} on the opposite side{margin}"
+        return Result(verdict=NOT_REPRODUCED, why=why, **common)
+    if len(side) > 1 and not (all(s > 0 for s in side) or all(s < 0 for s in side)):
+        seeds = ", ".join(_fmt(m, c.metric) for m in seed_means)
+        why = f"seeds disagree in sign ({seeds}){margin}"
+        return Result(verdict=INCONCLUSIVE, why=why, **common)
+    return Result(verdict=INCONCLUSIVE, why=f"{ci_text} contains {where}{margin}", **common)
+
+
+def evaluate_comparison(results_dir: Path, comparison: Comparison) -> Result:
+    diffs = paired_differences(results_dir, comparison)
+    if isinstance(diffs, str):
+        return Result(comparison=comparison, verdict=NOT_AVAILABLE, why=diffs)
+    return judge(comparison, diffs)
+
+
+def combine(results: list[Result]) -> str:
+    """Verdict of a claim made of several comparisons (a conjunction)."""
+    verdicts = [r.verdict for r in results]
+    if NOT_AVAILABLE in verdicts:
+        return NOT_AVAILABLE
+    if all(v == REPRODUCED for v in verdicts):
+        return REPRODUCED
+    if NOT_REPRODUCED in verdicts:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def measurement_text(result: Result) -> str:
+    """``A - B, protocol metric: +0.62 dB [95% CI +0.31, +0.95], 8 clips, 1 seed``."""
+    c = result.comparison
+    if result.verdict == NOT_AVAILABLE:
+        return f"{c.label}: n/a"
+    unit = " dB" if c.metric in DB_METRICS else ""
+    low, high = result.ci
+    ci = "no CI" if math.isnan(low) else f"95% CI {_fmt(low, c.metric)}, {_fmt(high, c.metric)}"
+    text = f"{c.label}: {_fmt(result.mean, c.metric)}{unit} [{ci}], {_clips(result.clips)}"
+    if len(result.seed_means) > 1:
+        seeds = ", ".join(_fmt(m, c.metric) for m in result.seed_means)
+        spread = max(result.seed_means) - min(result.seed_means)
+        text += f", {len(result.seed_means)} seeds: {seeds} (spread {_fmt(spread, c.metric, signed=False)})"
+    else:
+        text += ", 1 seed"
+    return text
+
+
+def context_text(results_dir: Path, claim: Claim) -> list[str]:
+    """Mean of each ``claim.context`` column per model of the first comparison (seed 0), e.g. the latent
+    frames per clip, so that a reader sees the budgets being compared."""
+    c = claim.comparisons[0]
+    tables_by_model = {}
+    for model in (c.a, c.b):
+        csv = seed_variants(results_dir, c.protocol, model).get(0)
+        tables_by_model[model] = pd.read_csv(csv) if csv is not None else pd.DataFrame()
+    out = []
+    for column in claim.context:
+        parts = []
+        for model, df in tables_by_model.items():
+            values = df[column] if column in df.columns else pd.Series(dtype=float)
+            mean = pd.to_numeric(values, errors="coerce").mean()
+            parts.append(f"{model} n/a" if math.isnan(mean) else f"{model} {mean:.3g}")
+        out.append(f"{column.replace('num_', '').replace('_', ' ')} per clip: {', '.join(parts)}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The table
+
+
+def claim_why(results: list[Result]) -> list[str]:
+    """Why each comparison got its verdict, and how many seeds it rests on (said once when all agree)."""
+    parts = []
+    for r in results:  # with several comparisons, say which gave which verdict
+        name = f"vs {r.comparison.b} {_metric_name(r.comparison)}"
+        parts.append(r.why if len(results) == 1 else f"{name}: {r.verdict}, {r.why}")
+    measured = [r for r in results if r.verdict != NOT_AVAILABLE]
+    seeds = {len(r.seed_means) for r in measured}
+    if seeds == {1}:
+        parts.append(ONE_SEED)
+    elif seeds:
+        parts.append("seeds per comparison: " + ", ".join(str(len(r.seed_means)) for r in measured))
+    return parts
+
+
+COLUMNS = ["claim", "paper evidence", "our measurement", "verdict", "why"]
+
+
+def claims_table(results_dir: str | Path, claims: list[Claim] | None = None) -> pd.DataFrame:
+    """One row per claim: the claim, the paper's evidence, our measurement, the verdict and why."""
+    results_dir = Path(results_dir)
+    rows = []
+    for claim in claims if claims is not None else default_claims():
+        results = [evaluate_comparison(results_dir, c) for c in claim.comparisons]
+        verdict = combine(results)
+        whys = claim_why(results)
+        if claim.note:
+            whys.append(claim.note)
+        measured = [measurement_text(r) for r in results]
+        measured += context_text(results_dir, claim)
+        rows.append(
+            {
+                "claim": f"{claim.id}: {claim.claim}",
+                "paper evidence": claim.evidence,
+                "our measurement": "; ".join(measured),
+                "verdict": verdict,
+                "why": "; ".join(whys),
+            }
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+HOW_DECIDED = (
+    "Each claim is tested on the per-clip results, paired by clip: A - B is the mean difference with a "
+    f"95% bootstrap CI over clips ({BOOTSTRAP_RESAMPLES} resamples, fixed seed). `reproduced`: every "
+    "seed's difference has the paper's sign and the CI excludes 0; `not reproduced`: every seed has the "
+    "opposite sign and the CI excludes 0; `inconclusive`: the seeds disagree, the CI contains 0 or there "
+    f"are fewer than {MIN_CLIPS} clips; `n/a`: a model or metric was not evaluated. `table1_gap` tests a "
+    "margin instead of 0 (the paper's gap plus a tolerance). A claim with several comparisons is reproduced "
+    "only if each one is, and not reproduced if any one is not."
+)
+
+
+def write_claims(results_dir: str | Path) -> pd.DataFrame:
+    """Write ``tables/claims.csv`` and ``tables/claims.md`` under ``results_dir``; return the table."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results folder {results_dir} not found; run the workflow first")
+    df = claims_table(results_dir)
+    tables.write_table(
+        df, results_dir / "tables", TABLE_NAME, caption="Claim-by-claim verdict", notes=[HOW_DECIDED]
+    )
+    return df
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cvvae.claims", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", required=True, type=Path, help="results folder, e.g. results/default")
+    args = parser.parse_args(argv)
+    df = write_claims(args.results)
+    print(tables.to_markdown(df))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

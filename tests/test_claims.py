@@ -1,0 +1,229 @@
+"""Claim-by-claim verdicts on synthetic per-clip results: each verdict path, seeds, bootstrap, the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cvvae import claims, report
+
+CLIPS = [f"clip_{i:02d}" for i in range(10)]
+
+
+def write_clips(results: Path, protocol: str, model: str, **metrics: np.ndarray) -> None:
+    """One evaluated model: ``eval/<protocol>/<model>/per_clip.csv`` with the given per-clip metrics."""
+    folder = results / "eval" / protocol / model
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"clip_id": CLIPS[: len(next(iter(metrics.values())))], **metrics}).to_csv(
+        folder / "per_clip.csv", index=False
+    )
+
+
+def base_psnr(seed: int = 0) -> np.ndarray:
+    return 20.0 + np.random.default_rng(seed).normal(0.0, 2.0, len(CLIPS))
+
+
+def noise(seed: int, scale: float = 0.1) -> np.ndarray:
+    return np.random.default_rng(100 + seed).normal(0.0, scale, len(CLIPS))
+
+
+A_BEATS_B = claims.Claim(
+    id="toy", claim="a beats b", evidence="none", comparisons=(claims.Comparison("a", "b", "psnr"),)
+)
+
+
+def verdict_row(results: Path, claim: claims.Claim = A_BEATS_B) -> pd.Series:
+    table = claims.claims_table(results, [claim])
+    assert len(table) == 1
+    return table.iloc[0]
+
+
+def test_reproduced_when_the_difference_has_the_papers_sign(tmp_path: Path) -> None:
+    b = base_psnr()
+    write_clips(tmp_path, "video", "b", psnr=b)
+    write_clips(tmp_path, "video", "a", psnr=b + 1.0 + noise(0))
+    row = verdict_row(tmp_path)
+    assert row["verdict"] == claims.REPRODUCED
+    assert claims.ONE_SEED in row["why"]
+    assert "+1.0" in row["our measurement"] and "10 clips" in row["our measurement"]
+
+
+def test_not_reproduced_when_the_difference_has_the_opposite_sign(tmp_path: Path) -> None:
+    b = base_psnr()
+    write_clips(tmp_path, "video", "b", psnr=b)
+    write_clips(tmp_path, "video", "a", psnr=b - 1.0 + noise(0))
+    row = verdict_row(tmp_path)
+    assert row["verdict"] == claims.NOT_REPRODUCED
+    assert "opposite side" in row["why"]
+
+
+def test_lower_is_better_comparisons_flip_the_direction(tmp_path: Path) -> None:
+    b = np.full(len(CLIPS), 0.5)
+    write_clips(tmp_path, "video", "b", latent_mse=b)
+    write_clips(tmp_path, "video", "a", latent_mse=b - 0.2 + noise(0, 0.01))
+    lower = claims.Claim("toy", "a closer", "none", (claims.Comparison("a", "b", "latent_mse", expect="<"),))
+    assert verdict_row(tmp_path, lower)["verdict"] == claims.REPRODUCED
+
+
+def test_inconclusive_when_the_ci_contains_zero(tmp_path: Path) -> None:
+    b = base_psnr()
+    alternating = np.where(np.arange(len(CLIPS)) % 2 == 0, 1.0, -1.0)
+    write_clips(tmp_path, "video", "b", psnr=b)
+    write_clips(tmp_path, "video", "a", psnr=b + alternating + noise(0))
+    row = verdict_row(tmp_path)
+    assert row["verdict"] == claims.INCONCLUSIVE
+    assert "contains 0" in row["why"] and claims.ONE_SEED in row["why"]
+
+
+def test_inconclusive_with_too_few_clips_even_if_all_agree(tmp_path: Path) -> None:
+    n = claims.MIN_CLIPS - 1
+    b = base_psnr()[:n]
+    write_clips(tmp_path, "video", "b", psnr=b)
+    write_clips(tmp_path, "video", "a", psnr=b + 1.0 + noise(0)[:n])
+    row = verdict_row(tmp_path)
+    assert row["verdict"] == claims.INCONCLUSIVE
+    assert f"{n} clips: too few" in row["why"]
+
+
+def test_inconclusive_when_seeds_disagree_and_seeds_are_paired(tmp_path: Path) -> None:
+    b0, b1 = base_psnr(0), base_psnr(1)
+    write_clips(tmp_path, "video", "b", psnr=b0)
+    write_clips(tmp_path, "video", "b_seed1", psnr=b1)
+    write_clips(tmp_path, "video", "a", psnr=b0 + 1.0 + noise(0))
+    write_clips(tmp_path, "video", "a_seed1", psnr=b1 - 0.5 + noise(1))
+    row = verdict_row(tmp_path)
+    assert row["verdict"] == claims.INCONCLUSIVE
+    assert "seeds disagree" in row["why"]
+    assert "2 seeds" in row["our measurement"] and "spread 1.5" in row["our measurement"]
+
+
+def test_two_agreeing_seeds_reproduce_and_report_the_spread(tmp_path: Path) -> None:
+    b = base_psnr()
+    write_clips(tmp_path, "video", "b", psnr=b)  # a baseline with one run is paired with every seed of a
+    write_clips(tmp_path, "video", "a", psnr=b + 1.0 + noise(0))
+    write_clips(tmp_path, "video", "a_seed1", psnr=b + 0.6 + noise(1))
+    row = verdict_row(tmp_path)
+    assert row["verdict"] == claims.REPRODUCED
+    assert claims.ONE_SEED not in row["why"]
+    assert "2 seeds" in row["our measurement"]
+
+
+def test_seed_variants_do_not_mistake_other_models_for_seeds(tmp_path: Path) -> None:
+    for model in ["dec", "dec_first", "dec_seed1", "dec_first_seed1", "dec_seed12"]:
+        write_clips(tmp_path, "video", model, psnr=base_psnr())
+    found = claims.seed_variants(tmp_path, "video", "dec")
+    assert sorted(found) == [0, 1, 12]
+    assert found[1].parent.name == "dec_seed1"
+    assert sorted(claims.seed_variants(tmp_path, "video", "dec_first")) == [0, 1]
+
+
+def test_missing_model_or_metric_is_na_with_the_reason(tmp_path: Path) -> None:
+    write_clips(tmp_path, "video", "a", psnr=base_psnr())
+    row = verdict_row(tmp_path)
+    assert row["verdict"] == claims.NOT_AVAILABLE
+    assert "video/b not evaluated" in row["why"]
+    write_clips(tmp_path, "video", "b", ssim=np.full(len(CLIPS), 0.5))
+    row = verdict_row(tmp_path)
+    assert row["verdict"] == claims.NOT_AVAILABLE and "no psnr column" in row["why"]
+
+
+def test_bootstrap_is_deterministic_and_covers_the_mean() -> None:
+    values = np.random.default_rng(3).normal(1.0, 1.0, 12)
+    first, second = claims.bootstrap_ci(values), claims.bootstrap_ci(values)
+    assert first == second
+    assert first[0] < values.mean() < first[1]
+    assert claims.bootstrap_ci(values, seed=1) != first  # the seed is what makes it repeatable
+    assert all(np.isnan(claims.bootstrap_ci(values[:1])))
+
+
+def test_a_conjunction_fails_when_any_comparison_fails(tmp_path: Path) -> None:
+    b = base_psnr()
+    write_clips(tmp_path, "video", "a", psnr=b + 1.0)
+    write_clips(tmp_path, "video", "worse", psnr=b + noise(0))
+    write_clips(tmp_path, "video", "better", psnr=b + 2.0 + noise(1))
+    best = claims.Claim(
+        "toy", "a best", "none", tuple(claims.Comparison("a", m, "psnr") for m in ("worse", "better"))
+    )
+    row = verdict_row(tmp_path, best)
+    assert row["verdict"] == claims.NOT_REPRODUCED
+    assert "vs worse psnr: reproduced" in row["why"] and "vs better psnr: not reproduced" in row["why"]
+
+
+def _only(claim_id: str) -> list[claims.Claim]:
+    return [c for c in claims.default_claims() if c.id == claim_id]
+
+
+@pytest.mark.parametrize(("gap", "expected"), [(0.8, claims.REPRODUCED), (3.0, claims.NOT_REPRODUCED)])
+def test_table1_gap_is_judged_against_the_papers_gap_plus_tolerance(
+    tmp_path: Path, gap: float, expected: str
+) -> None:
+    assert claims.table1_tolerance_db() == pytest.approx(1.0)  # 2 x (28.5 - 28.0) from Tables 1, 6, 7
+    b = base_psnr()
+    write_clips(tmp_path, "video", "image_vae", psnr=b, latent_frames=np.full(len(CLIPS), 17))
+    write_clips(tmp_path, "video", "cvvae", psnr=b - gap + noise(0), latent_frames=np.full(len(CLIPS), 5))
+    row = claims.claims_table(tmp_path, _only("table1_gap")).iloc[0]
+    assert row["verdict"] == expected
+    assert "at most 1.40 dB allowed" in row["why"]
+    assert "latent frames per clip: cvvae 5, image_vae 17" in row["our measurement"]
+
+
+def test_flicker_is_compared_by_distance_from_zero(tmp_path: Path) -> None:
+    n = len(CLIPS)
+    write_clips(
+        tmp_path, "video", "image_vae", tde=np.full(n, 0.05), flicker=np.full(n, -0.04) + noise(0, 0.001)
+    )
+    write_clips(tmp_path, "video", "cvvae", tde=np.full(n, 0.03), flicker=np.full(n, 0.01) + noise(1, 0.001))
+    row = claims.claims_table(tmp_path, _only("flicker_vs_image_vae")).iloc[0]
+    assert row["verdict"] == claims.REPRODUCED  # |0.01| < |-0.04| although 0.01 > -0.04
+    assert "abs(flicker)" in row["our measurement"]
+
+
+def test_table_has_one_row_per_claim_and_is_written(tmp_path: Path) -> None:
+    write_clips(tmp_path, "video", "cvvae", psnr=base_psnr())
+    df = claims.write_claims(tmp_path)
+    ids = [c.id for c in claims.default_claims()]
+    assert len(ids) == len(set(ids)) == len(df)
+    assert list(df.columns) == claims.COLUMNS
+    assert [c.split(":")[0] for c in df["claim"]] == ids
+    assert set(df["verdict"]) == {claims.NOT_AVAILABLE}  # only cvvae exists: nothing to compare with
+    assert (tmp_path / "tables" / "claims.csv").is_file()
+    assert "Claim-by-claim verdict" in (tmp_path / "tables" / "claims.md").read_text()
+    assert (
+        pd.read_csv(tmp_path / "tables" / "claims.csv", keep_default_na=False)["verdict"].tolist()
+        == df["verdict"].tolist()
+    )
+
+
+def test_report_puts_the_claims_near_the_top_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(yaml.safe_dump({"profile": "p", "description": "d"}))
+    results = tmp_path / "results"
+    b = base_psnr()
+    write_clips(results, "video", "none", psnr=b, compat_psnr=b)
+    write_clips(results, "video", "cvvae", psnr=b, compat_psnr=b + 1.0 + noise(0))
+    (results / "tables").mkdir()
+    (results / "tables" / "01_x.md").write_text("**x**\n")
+    text = report.build_report(cfg, results)
+    assert text.index("## Claim-by-claim verdict") < text.index("**x**")
+    assert text.count("tables/claims.csv") == 1  # not repeated among the other tables
+    compat = next(line for line in text.splitlines() if line.startswith("| compatibility"))
+    assert claims.REPRODUCED in compat
+
+
+def test_clips_are_paired_by_id_not_by_row(tmp_path: Path) -> None:
+    b = base_psnr()
+    write_clips(tmp_path, "video", "b", psnr=b[:8])
+    folder = tmp_path / "eval" / "video" / "a"
+    folder.mkdir(parents=True)
+    # a's rows in reverse order and two extra clips that b lacks
+    pd.DataFrame({"clip_id": CLIPS[::-1], "psnr": (b + 1.0)[::-1]}).to_csv(
+        folder / "per_clip.csv", index=False
+    )
+    diffs = claims.paired_differences(tmp_path, claims.Comparison("a", "b", "psnr"))
+    assert list(diffs.index) == CLIPS[:8]
+    assert np.allclose(diffs.iloc[:, 0], 1.0)
