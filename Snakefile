@@ -191,6 +191,8 @@ rule train:
         f"{LOGS}/train_{{run}}.log",
     benchmark:
         f"{BENCH}/train_{{run}}.tsv"
+    # Training first: evaluation jobs fill the GPU slots that training leaves free.
+    priority: 1
     threads: THREADS
     resources:
         gpu=GPU,

@@ -132,6 +132,16 @@ def test_config_validation_names_valid_keys() -> None:
     assert resolve_cvvae_config(profile, "dec_noimg").train.reg.apply_dec_to_images is False
 
 
+def test_a_variant_seed_overrides_the_profile_seed() -> None:
+    profile = load_profile(PROFILE)
+    profile["seed"] = 3
+    profile["cvvae"]["variants"]["dec_seed1"] = {"seed": 1, "reg": {"lambda_dec": 1.0}}
+    assert resolve_cvvae_config(profile, "dec").seed == 3
+    assert resolve_cvvae_config(profile, "dec_seed1").seed == 1
+    with pytest.raises(ValueError, match="seed"):
+        resolve_cvvae_config(profile, "dec", ["cvvae.train.seed=one"])
+
+
 @pytest.fixture
 def fresh_accelerator_state():
     # accelerate keeps one process-wide state; a test that needs another precision starts from a clean one.

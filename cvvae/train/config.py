@@ -184,6 +184,9 @@ class TrainConfig(OptimizerConfig):
     (``image_vae`` is used internally by ``cvvae train-image-vae``)."""
     steps: int = 1000
     """Optimisation steps (paper: 200k on 16 A100)."""
+    seed: int | None = None
+    """Seed of this run when it differs from the profile's ``seed`` (second-seed variants, e.g.
+    ``dec_seed1: {seed: 1, reg: {...}}``, which measure run-to-run noise); null keeps the profile's."""
     grad_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
     mixture: list[MixtureSourceConfig] = field(
@@ -495,8 +498,9 @@ def resolve_cvvae_config(
     for name, partial in cv.variants.items():  # fail early on a typo in any variant, not only the chosen one
         candidate = deep_merge(section.get("train") or {}, partial or {})
         from_dict(TrainConfig, candidate, f"cvvae.variants.{name}")
+    profile_seed = _convert(merged.get("seed", 0), int, "seed")
     return RunConfig(
-        seed=_convert(merged.get("seed", 0), int, "seed"),
+        seed=profile_seed if cv.train.seed is None else cv.train.seed,
         data=_data_section(merged),
         variant=variant or "default",
         image_vae_path=cv.image_vae_path,
