@@ -37,7 +37,7 @@ TINY = {
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("embedded")
     first = build_embedded_dataset(root / "a", TINY)
-    second = build_embedded_dataset(root / "b", dict(TINY))
+    second = build_embedded_dataset(root / "b", {**TINY, "workers": 2})  # parallel rendering: same dataset
     other = build_embedded_dataset(root / "c", {**TINY, "seed": 1})
     return {"root": root, "first": first, "second": second, "other": other}
 
@@ -78,6 +78,34 @@ def test_same_seed_same_bytes_other_seed_differs(builds: dict) -> None:
     assert manifest_digest(a / "manifest.csv") != manifest_digest(c / "manifest.csv") or any(
         (a / p).read_bytes() != (c / p).read_bytes() for p in builds["first"]["path"]
     )
+
+
+def test_ffv1_codec_stores_the_same_frames_deterministically(builds: dict, tmp_path) -> None:
+    ffv1 = build_embedded_dataset(tmp_path / "f", {**TINY, "codec": "ffv1", "workers": 2})
+    again = build_embedded_dataset(tmp_path / "g", {**TINY, "codec": "ffv1"})
+    h264 = builds["first"]
+    assert ffv1["path"].str.replace(".avi", ".mp4").tolist() == h264["path"].tolist()
+    for ffv1_path, h264_path in zip(ffv1["path"], h264["path"], strict=True):
+        if ffv1_path.endswith(".avi"):
+            assert (tmp_path / "f" / ffv1_path).read_bytes() == (tmp_path / "g" / ffv1_path).read_bytes()
+            frames = read_video_frames(tmp_path / "f" / ffv1_path)
+            np.testing.assert_array_equal(frames, read_video_frames(builds["root"] / "a" / h264_path))
+    assert again.equals(ffv1)
+
+
+def test_ffv1_clip_of_a_width_decord_cannot_copy_reads_back_exactly(tmp_path) -> None:
+    frames = np.random.default_rng(0).integers(0, 256, (5, 24, 48, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "clip.avi", frames, 10.0, codec="ffv1")
+    np.testing.assert_array_equal(read_video_frames(path), frames)
+
+
+def test_bad_codec_or_workers_are_rejected() -> None:
+    with pytest.raises(ValueError, match="codec must be one of"):
+        EmbeddedDataConfig(codec="h265")
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        EmbeddedDataConfig(workers=-1)
+    with pytest.raises(ValueError, match="unknown video codec"):
+        write_video("/nonexistent/x.mp4", np.zeros((1, 8, 8, 3), np.uint8), 1.0, codec="vp9")
 
 
 def test_train_and_val_sources_are_disjoint(builds: dict) -> None:

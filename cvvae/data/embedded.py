@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +26,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from cvvae.config_keys import reject_unknown_keys
 from cvvae.data.manifest import MANIFEST_COLUMNS, manifest_digest
 from cvvae.data.motion import render_camera_clip
 from cvvae.data.reader import read_image
 from cvvae.data.scenes import detect_cuts, shot_segments
 from cvvae.data.sources import DEFAULT_OPENCV_DOC_DIR, MediaSource, opencv_doc_sources, shipped_sources
-from cvvae.data.writer import write_image, write_video
-from cvvae.config_keys import reject_unknown_keys
+from cvvae.data.writer import VIDEO_CODECS, video_extension, write_image, write_video
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,12 @@ class EmbeddedDataConfig:
     """Where opencv-doc keeps its sample data."""
     scene_cut_mad: float = 15.0
     """Scene-cut threshold on the mean absolute frame difference (0-255) of 64-px thumbnails."""
+    codec: str = "h264rgb"
+    """Lossless clip codec: h264rgb (mp4 through imageio-ffmpeg) or ffv1 (avi through OpenCV, no ffmpeg
+    binary needed); see cvvae.data.writer."""
+    workers: int = 1
+    """Processes that render clips (0: every CPU core). Each clip has its own seeded RNG, so the dataset is
+    the same for any number of workers."""
 
     def __post_init__(self) -> None:
         from cvvae.models.frames import check_num_frames
@@ -97,6 +106,10 @@ class EmbeddedDataConfig:
             raise ValueError(
                 f"data.embedded.opencv_doc must be auto, off or require, got {self.opencv_doc!r}"
             )
+        if self.codec not in VIDEO_CODECS:
+            raise ValueError(f"data.embedded.codec must be one of {sorted(VIDEO_CODECS)}, got {self.codec!r}")
+        if self.workers < 0:
+            raise ValueError(f"data.embedded.workers must be >= 0 (0: every CPU core), got {self.workers}")
         low, high = self.foreground_layers
         if not 0 <= low <= high:
             raise ValueError("data.embedded.foreground_layers must be [low, high] with 0 <= low <= high")
@@ -107,6 +120,26 @@ class EmbeddedDataConfig:
         values = dict(values or {})
         reject_unknown_keys(values, [f.name for f in dataclasses.fields(cls)], "data.embedded")
         return cls(**values)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parallel rendering
+
+# What forked workers read instead of receiving it by pickle (decoded videos are large).
+_SHARED: dict[str, Any] = {}
+
+
+def _worker_count(cfg: EmbeddedDataConfig) -> int:
+    return cfg.workers or os.cpu_count() or 1
+
+
+def _map_in_order(function: Callable[[int], dict], numbers: Sequence[int], workers: int) -> list[dict]:
+    """``[function(n) for n in numbers]``, in forked processes when workers > 1 (results in input order)."""
+    if workers <= 1 or len(numbers) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(n) for n in numbers]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(workers, len(numbers)), mp_context=context) as pool:
+        return list(pool.map(function, numbers, chunksize=1))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -244,30 +277,37 @@ def _build_real_clips(
     # Evenly spaced picks over all windows spread the clips over videos and time.
     offset = rng.uniform(0.0, len(windows) / count)
     picks = [windows[min(len(windows) - 1, int(offset + k * len(windows) / count))] for k in range(count)]
-    rows = []
-    for number, (video_number, first) in enumerate(picks):
-        source, decoded = videos[video_number]
-        clip_rng = np.random.default_rng([cfg.seed, 3, _SPLIT_ID[split], number])
-        frames = decoded.frames[first : first + span : cfg.real_clip_stride]
-        short = round(cfg.clip_size * clip_rng.uniform(1.0, cfg.real_scale_jitter))
-        height, width = frames.shape[1:3]
-        factor = short / min(height, width)
-        size = (max(short, round(width * factor)), max(short, round(height * factor)))
-        top = int(clip_rng.integers(0, size[1] - cfg.clip_size + 1))
-        left = int(clip_rng.integers(0, size[0] - cfg.clip_size + 1))
-        clip = np.stack(
-            [
-                cv2.resize(f, size, interpolation=cv2.INTER_AREA)[
-                    top : top + cfg.clip_size, left : left + cfg.clip_size
-                ]
-                for f in frames
+    _SHARED["real"] = (split, videos, picks, span, cfg, out_dir)
+    try:
+        return _map_in_order(_render_real_clip, range(count), _worker_count(cfg))
+    finally:
+        _SHARED.pop("real", None)
+
+
+def _render_real_clip(number: int) -> dict[str, Any]:
+    split, videos, picks, span, cfg, out_dir = _SHARED["real"]
+    video_number, first = picks[number]
+    source, decoded = videos[video_number]
+    clip_rng = np.random.default_rng([cfg.seed, 3, _SPLIT_ID[split], number])
+    frames = decoded.frames[first : first + span : cfg.real_clip_stride]
+    short = round(cfg.clip_size * clip_rng.uniform(1.0, cfg.real_scale_jitter))
+    height, width = frames.shape[1:3]
+    factor = short / min(height, width)
+    size = (max(short, round(width * factor)), max(short, round(height * factor)))
+    top = int(clip_rng.integers(0, size[1] - cfg.clip_size + 1))
+    left = int(clip_rng.integers(0, size[0] - cfg.clip_size + 1))
+    clip = np.stack(
+        [
+            cv2.resize(f, size, interpolation=cv2.INTER_AREA)[
+                top : top + cfg.clip_size, left : left + cfg.clip_size
             ]
-        )
-        fps = decoded.fps / cfg.real_clip_stride
-        relative = f"clips/{split}/{split}_real_{number:04d}_{source.name}_f{first}.mp4"
-        write_video(out_dir / relative, clip, fps)
-        rows.append(_row(relative, "video", source, cfg.clip_frames, fps, cfg.clip_size, split))
-    return rows
+            for f in frames
+        ]
+    )
+    fps = decoded.fps / cfg.real_clip_stride
+    relative = f"clips/{split}/{split}_real_{number:04d}_{source.name}_f{first}{video_extension(cfg.codec)}"
+    write_video(out_dir / relative, clip, fps, cfg.codec)
+    return _row(relative, "video", source, cfg.clip_frames, fps, cfg.clip_size, split)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -279,32 +319,38 @@ def _build_camera_clips(
 ) -> list[dict[str, Any]]:
     if count and not photos:
         raise ValueError(f"no {split} photographs available for {count} camera-motion clips")
-    rows = []
+    _SHARED["camera"] = (split, photos, cfg, out_dir, cache)
+    try:
+        return _map_in_order(_render_camera_clip, range(count), _worker_count(cfg))
+    finally:
+        _SHARED.pop("camera", None)
+
+
+def _render_camera_clip(number: int) -> dict[str, Any]:
+    split, photos, cfg, out_dir, cache = _SHARED["camera"]
     low, high = cfg.foreground_layers
-    for number in range(count):
-        rng = np.random.default_rng([cfg.seed, 4, _SPLIT_ID[split], number])
-        background = photos[number % len(photos)]
-        others = [p for p in photos if p.name != background.name] or photos
-        layers = int(rng.integers(low, high + 1))
-        chosen = [others[int(i)] for i in rng.choice(len(others), size=layers, replace=len(others) < layers)]
-        clip, motion = render_camera_clip(
-            _load_photo(background, cache),
-            [_load_photo(p, cache) for p in chosen],
-            cfg.clip_size,
-            cfg.clip_frames,
-            rng,
-            speed=(cfg.camera_speed[0], cfg.camera_speed[1]),
-        )
-        relative = f"clips/{split}/{split}_camera_{number:04d}_{background.name}_{motion}.mp4"
-        write_video(out_dir / relative, clip, cfg.camera_fps)
-        row = _row(
-            relative, "camera_video", background, cfg.clip_frames, cfg.camera_fps, cfg.clip_size, split
-        )
-        if chosen:  # the foreground photographs are sources too (they must not cross splits either)
-            row["source"] = "+".join([background.name, *sorted({p.name for p in chosen})])
-            row["licence"] = "; ".join(sorted({background.licence, *(p.licence for p in chosen)}))
-        rows.append(row)
-    return rows
+    rng = np.random.default_rng([cfg.seed, 4, _SPLIT_ID[split], number])
+    background = photos[number % len(photos)]
+    others = [p for p in photos if p.name != background.name] or photos
+    layers = int(rng.integers(low, high + 1))
+    chosen = [others[int(i)] for i in rng.choice(len(others), size=layers, replace=len(others) < layers)]
+    clip, motion = render_camera_clip(
+        _load_photo(background, cache),
+        [_load_photo(p, cache) for p in chosen],
+        cfg.clip_size,
+        cfg.clip_frames,
+        rng,
+        speed=(cfg.camera_speed[0], cfg.camera_speed[1]),
+    )
+    relative = (
+        f"clips/{split}/{split}_camera_{number:04d}_{background.name}_{motion}{video_extension(cfg.codec)}"
+    )
+    write_video(out_dir / relative, clip, cfg.camera_fps, cfg.codec)
+    row = _row(relative, "camera_video", background, cfg.clip_frames, cfg.camera_fps, cfg.clip_size, split)
+    if chosen:  # the foreground photographs are sources too (they must not cross splits either)
+        row["source"] = "+".join([background.name, *sorted({p.name for p in chosen})])
+        row["licence"] = "; ".join(sorted({background.licence, *(p.licence for p in chosen)}))
+    return row
 
 
 # ----------------------------------------------------------------------------------------------------------
