@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from cvvae.data.datasets import ImageDataset, VideoClipDataset, collate_items
 from cvvae.config_keys import reject_unknown_keys
+from cvvae.data.datasets import ImageDataset, VideoClipDataset, collate_items
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cvvae.data.datasets import ImageDataset, VideoClipDataset
 from cvvae.config_keys import reject_unknown_keys
+from cvvae.data.datasets import ImageDataset, VideoClipDataset
 
 
 @dataclass(frozen=True)
