@@ -137,6 +137,8 @@ def _map_in_order(function: Callable[[int], dict], numbers: Sequence[int], worke
     """``[function(n) for n in numbers]``, in forked processes when workers > 1 (results in input order)."""
     if workers <= 1 or len(numbers) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [function(n) for n in numbers]
+    # Forked children must not call cv2.setNumThreads: it joins the parent's OpenCV worker threads, which do
+    # not exist in the child, and hangs. Plain OpenCV calls in the child are fine.
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=min(workers, len(numbers)), mp_context=context) as pool:
         return list(pool.map(function, numbers, chunksize=1))
