@@ -107,6 +107,17 @@ def claims_section(results: Path) -> list[str]:
     ]
 
 
+NOTES_FILE = "NOTES.md"
+
+
+def notes_section(results: Path) -> list[str]:
+    """The study's own notes (``<results>/NOTES.md``, written by hand: how it was run, what the numbers mean)."""
+    notes = results / NOTES_FILE
+    if not notes.is_file():
+        return []
+    return [notes.read_text().strip(), ""]
+
+
 def build_report(config_path: Path, results: Path) -> str:
     """The README text for one profile's results folder."""
     profile = yaml.safe_load(config_path.read_text())
@@ -122,6 +133,7 @@ def build_report(config_path: Path, results: Path) -> str:
         "Each table names its protocol; `n/a` marks a number that could not be computed and says why.",
         "",
         *claims_section(results),
+        *notes_section(results),
     ]
     by_section: dict[str, list[Path]] = {}
     for md in sorted((results / "tables").glob("*.md")):

@@ -166,3 +166,12 @@ def test_report_assembles_tables_figures_and_run_meta(tmp_path, monkeypatch) -> 
     assert not (results / "runs_meta" / "dec" / "model.safetensors").exists()
     assert report.run(type("A", (), {"config": cfg_path, "results": results})()) == 0
     assert (results / "README.md").read_text() == report.build_report(cfg_path, results)
+
+
+def test_report_includes_the_study_notes_after_the_verdicts(tmp_path, monkeypatch) -> None:
+    cfg_path, results = _fake_results(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert "How this study was run" not in report.build_report(cfg_path, results)
+    (results / "NOTES.md").write_text("## How this study was run\n\nOn one GPU.\n")
+    text = report.build_report(cfg_path, results)
+    assert text.index("## Claim-by-claim verdict") < text.index("## How this study was run")
