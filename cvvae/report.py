@@ -111,7 +111,7 @@ NOTES_FILE = "NOTES.md"
 
 
 def notes_section(results: Path) -> list[str]:
-    """The study's own notes (``<results>/NOTES.md``, written by hand: how it was run, what the numbers mean)."""
+    """The study's hand-written notes (``<results>/NOTES.md``): how it was run, what the numbers mean."""
     notes = results / NOTES_FILE
     if not notes.is_file():
         return []
