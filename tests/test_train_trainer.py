@@ -142,6 +142,13 @@ def test_a_variant_seed_overrides_the_profile_seed() -> None:
         resolve_cvvae_config(profile, "dec", ["cvvae.train.seed=one"])
 
 
+def test_exponent_numbers_without_a_dot_are_numbers() -> None:
+    profile = load_profile(PROFILE)
+    assert resolve_cvvae_config(profile, "dec", ["cvvae.train.lr=3e-5"]).train.lr == pytest.approx(3e-5)
+    with pytest.raises(ValueError, match="expected a number"):
+        resolve_cvvae_config(profile, "dec", ["cvvae.train.lr=fast"])
+
+
 @pytest.fixture
 def fresh_accelerator_state():
     # accelerate keeps one process-wide state; a test that needs another precision starts from a clean one.
