@@ -110,6 +110,14 @@ def claims_section(results: Path) -> list[str]:
 NOTES_FILE = "NOTES.md"
 
 
+def regenerate_command(profile: dict) -> str:
+    """The Snakemake command that regenerates a profile's results (GPU profiles use profiles/gpu)."""
+    name = profile["profile"]
+    if (profile.get("workflow") or {}).get("gpu"):
+        return f"snakemake --workflow-profile profiles/gpu --config profile={name}"
+    return f"snakemake --cores all --config profile={name}"
+
+
 def notes_section(results: Path) -> list[str]:
     """The study's hand-written notes (``<results>/NOTES.md``): how it was run, what the numbers mean."""
     notes = results / NOTES_FILE
@@ -129,7 +137,7 @@ def build_report(config_path: Path, results: Path) -> str:
         "",
         profile.get("description", ""),
         "",
-        f"Regenerate with `snakemake --cores all --config profile={name}` (profile: `{config_path}`).",
+        f"Regenerate with `{regenerate_command(profile)}` (profile: `{config_path}`).",
         "Each table names its protocol; `n/a` marks a number that could not be computed and says why.",
         "",
         *claims_section(results),

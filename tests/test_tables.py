@@ -175,3 +175,11 @@ def test_report_includes_the_study_notes_after_the_verdicts(tmp_path, monkeypatc
     (results / "NOTES.md").write_text("## How this study was run\n\nOn one GPU.\n")
     text = report.build_report(cfg_path, results)
     assert text.index("## Claim-by-claim verdict") < text.index("## How this study was run")
+
+
+def test_regenerate_command_follows_the_profile_kind() -> None:
+    assert report.regenerate_command({"profile": "gpu", "workflow": {"gpu": True}}) == (
+        "snakemake --workflow-profile profiles/gpu --config profile=gpu"
+    )
+    cpu_command = report.regenerate_command({"profile": "ci", "workflow": {"gpu": False}})
+    assert cpu_command == "snakemake --cores all --config profile=ci"
