@@ -35,7 +35,7 @@ from cvvae import tables
 
 EVAL_CLIPS = "per_clip.csv"
 TABLE_NAME = "claims"  # tables/claims.csv and tables/claims.md
-CLIP_KEYS = ("clip_id", "clip")  # evaluation CSVs name the clip column clip_id; older ones clip
+CLIP_KEY = "clip_id"  # the clip column of cvvae.evaluate's per_clip.csv
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
@@ -273,13 +273,12 @@ def seed_variants(results_dir: Path, protocol: str, model: str) -> dict[int, Pat
 
 def _clip_values(csv: Path, metric: str, absolute: bool) -> pd.Series | str:
     """Per-clip values indexed by clip id, or the reason they cannot be read."""
-    df = pd.read_csv(csv)
-    key = next((k for k in CLIP_KEYS if k in df.columns), None)
-    if key is None:
-        return f"{csv} has no clip id column ({' or '.join(CLIP_KEYS)})"
+    df = pd.read_csv(csv, dtype={CLIP_KEY: str})
+    if CLIP_KEY not in df.columns:
+        return f"{csv} has no {CLIP_KEY} column"
     if metric not in df.columns:
         return f"{csv} has no {metric} column"
-    values = pd.to_numeric(df.set_index(key)[metric], errors="coerce")
+    values = pd.to_numeric(df.set_index(CLIP_KEY)[metric], errors="coerce")
     if values.index.duplicated().any():
         return f"{csv} lists a clip id twice; cannot pair clips"
     return values.abs() if absolute else values
