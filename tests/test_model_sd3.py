@@ -168,12 +168,11 @@ def test_image_mode():
     images = video(1)[:, :, 0].repeat(3, 1, 1, 1)
     images[1] *= -0.5
     with torch.no_grad():
-        z4 = model.encode(images).latent_dist.mode()
-        assert torch.equal(z4, model.encode(images.unsqueeze(2)).latent_dist.mode())
-        flat = z4[:, :, 0]
-        out = model.decode(flat, num_frames=1).sample
-        per_image = torch.cat([model.decode(flat[i : i + 1, :, None]).sample for i in range(3)])
-    assert out.shape == (3, 3, 1, 16, 16)
+        flat = model.encode(images).latent_dist.mode()  # 4D images in, B c h w latents out
+        assert torch.equal(flat, model.encode(images.unsqueeze(2)).latent_dist.mode()[:, :, 0])
+        out = model.decode(flat).sample  # 4D latents in, B C H W images out
+        per_image = torch.cat([model.decode(flat[i : i + 1, :, None]).sample[:, :, 0] for i in range(3)])
+    assert out.shape == (3, 3, 16, 16)
     torch.testing.assert_close(out, per_image)
 
 
@@ -182,7 +181,11 @@ def test_decode_groups_4d_latents_into_videos_of_num_frames():
     z = torch.randn(2, 16, 3, 2, 2)
     flat = z.transpose(1, 2).flatten(0, 1)
     with torch.no_grad():
-        torch.testing.assert_close(model.decode(flat, num_frames=3).sample, model.decode(z).sample)
+        video = model.decode(z).sample  # B C 9 H W
+        # 4D latents give 4D frames, (B T) C H W, as diffusers' SVD VAE does
+        torch.testing.assert_close(
+            model.decode(flat, num_frames=3).sample, video.transpose(1, 2).flatten(0, 1)
+        )
 
 
 # --- layer numerics -----------------------------------------------------------------------------------------

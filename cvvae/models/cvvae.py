@@ -17,6 +17,7 @@ Architecture (released config: ``ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2,
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Literal
 
@@ -47,6 +48,51 @@ class VideoDiagonalGaussian(DiagonalGaussianDistribution):
             terms = (self.mean - other.mean).pow(2) / other.var + self.var / other.var - 1.0
             terms = terms - self.logvar + other.logvar
         return 0.5 * terms.flatten(1).sum(dim=1)
+
+
+def _register_pipeline_keys(
+    model: ConfigMixin,
+    *,
+    widths: tuple[int, ...],
+    latent_channels: int,
+    given_widths: Sequence[int] | None,
+    given_latent_channels: int | None,
+    spatial_n_compress: int | None,
+    time_n_compress: int | None,
+) -> None:
+    """Record the config keys diffusers pipelines read from a ``vae``, derived from the architecture.
+
+    ``StableDiffusionPipeline`` computes ``vae_scale_factor = 2 ** (len(block_out_channels) - 1)``; SD3 and
+    the image processors read ``latent_channels``. The released configs have none of these keys, so they are
+    derived here; a saved config that carries them must agree with the architecture.
+    """
+    levels = len(widths)
+    if given_widths is not None and tuple(given_widths) != widths:
+        raise ValueError(
+            f"block_out_channels={list(given_widths)} does not match the architecture's widths {list(widths)}"
+        )
+    if given_latent_channels is not None and given_latent_channels != latent_channels:
+        raise ValueError(
+            f"latent_channels={given_latent_channels} does not match {latent_channels} latent channels"
+        )
+    spatial = 2 ** (levels - 1)
+    if spatial_n_compress is not None and spatial_n_compress != spatial:
+        raise ValueError(
+            f"spatial_n_compress={spatial_n_compress} does not match the architecture: {levels} levels "
+            f"downsample space by {spatial}"
+        )
+    time = 2 ** sum(1 for level in range(levels - 1) if level % 2 == 0)
+    model.register_to_config(
+        block_out_channels=list(widths),
+        latent_channels=latent_channels,
+        spatial_n_compress=spatial,
+        time_n_compress=time_n_compress if time_n_compress is not None else time,
+    )
+
+
+def _frames_as_batch(x: Tensor) -> Tensor:
+    """``B C T H W`` -> ``(B T) C H W``, the 4D layout of diffusers' image and SVD-style VAEs."""
+    return x.transpose(1, 2).flatten(0, 1)
 
 
 def _conv_kind(use_3d_conv: bool, causal: bool) -> ConvKind:
@@ -223,20 +269,26 @@ class CVVAEModel(ModelMixin, ConfigMixin):
     as released; smaller for tiny test models), ``norm_eps`` (GroupNorm eps, 1e-5 as released; 1e-6 when
     inflated from a diffusers image VAE, whose eps that is) and ``norm_per_frame`` (False as released: ResNet
     GroupNorm statistics span all frames of a window; True normalises each frame alone, which makes the
-    encoder strictly frame-causal and the ``causal_cache`` chunking exact).
+    encoder strictly frame-causal and the ``causal_cache`` chunking exact). The keys diffusers pipelines read
+    from a ``vae`` are derived from the architecture when absent (as in the released config) and checked
+    against it when present: ``block_out_channels`` (``ch * ch_mult``, so that a pipeline's
+    ``vae_scale_factor`` is 8), ``latent_channels`` (``z_channels``), ``spatial_n_compress`` and
+    ``time_n_compress``.
 
     Shapes and frame rules:
 
     * ``encode(x)``: ``x`` is ``B C T H W`` with ``T = 1 + 4k`` (``ValueError`` otherwise), or ``B C H W``: a
       batch of images (``T = 1``), or, when ``num_video_frames`` is set, ``(B T) C H W`` frames regrouped into
       videos of ``num_video_frames``. Returns ``AutoencoderKLOutput(latent_dist)`` with latents ``B z (1 + k)
-      H/8 W/8``.
-    * ``decode(z, num_frames=None)``: ``z`` is ``B z t h w`` (gives ``1 + 4 (t - 1)`` frames), or 4D ``(B t) z
-      h w``: regrouped into videos of ``num_frames`` *latent* frames when given, else of ``num_latent_frames``
-      (derived from ``num_video_frames``) when set, else every latent is its own one-frame video.
-      ``decode(z4d, num_frames=1)`` is therefore the image mode: each latent frame decoded as one image. The
-      output is ``B C T H W``, or ``(B T) C H W`` when ``reshape_x_dim_to_4`` is set. ``reshape_z_dim_to_4``
-      is accepted for config compatibility and, as released, has no effect.
+      H/8 W/8`` for 5D input and in the input's 4D layout for 4D input (``B z h/8 w/8`` for images, as
+      diffusers' ``AutoencoderKL``; ``(B t) z h w`` with ``num_video_frames``).
+    * ``decode(z, num_frames=None, generator=None)``: ``z`` is ``B z t h w`` (gives ``B C (1 + 4 (t - 1)) H
+      W``), or 4D ``(B t) z h w``: regrouped into videos of ``num_frames`` *latent* frames when given, else of
+      ``num_latent_frames`` (derived from ``num_video_frames``) when set, else every latent is its own image.
+      4D latents give 4D output, ``(B T) C H W``: ``decode(z4d)`` is therefore the image mode of diffusers'
+      image pipelines (``B C H W`` images). ``reshape_x_dim_to_4`` also flattens the output of 5D latents.
+      ``generator`` is accepted for diffusers' pipelines and unused (decoding is deterministic).
+      ``reshape_z_dim_to_4`` is accepted for config compatibility and, as released, has no effect.
     * Temporal chunking (default ``official`` when ``en_de_n_frames_a_time`` is set): encode windows of
       ``en_de_n_frames_a_time + 1`` frames, decode windows of ``en_de_n_frames_a_time / time_n_compress + 1``
       latent frames, overlapping by one frame whose repeat is dropped. See :meth:`set_temporal_chunking`.
@@ -278,6 +330,8 @@ class CVVAEModel(ModelMixin, ConfigMixin):
         norm_num_groups: int = 32,
         norm_per_frame: bool = False,
         norm_eps: float = 1e-5,
+        block_out_channels: tuple[int, ...] | None = None,
+        latent_channels: int | None = None,
     ) -> None:
         super().__init__()
         if len(ch_mult) < 1:
@@ -292,6 +346,15 @@ class CVVAEModel(ModelMixin, ConfigMixin):
                 f"time_n_compress={time_n_compress} does not match the architecture: {len(ch_mult)} levels "
                 f"halve time {n_time_down} times (factor {2**n_time_down})"
             )
+        _register_pipeline_keys(
+            self,
+            widths=tuple(ch * m for m in ch_mult),
+            latent_channels=z_channels,
+            given_widths=block_out_channels,
+            given_latent_channels=latent_channels,
+            spatial_n_compress=spatial_n_compress,
+            time_n_compress=time_n_compress,
+        )
         common = dict(
             ch=ch,
             ch_mult=tuple(ch_mult),
@@ -338,6 +401,16 @@ class CVVAEModel(ModelMixin, ConfigMixin):
     def from_released_config(cls, **overrides: Any) -> CVVAEModel:
         """A randomly initialised model with the released architecture (``overrides`` replace keys)."""
         return cls(**{**cls.released_config(), **overrides})
+
+    @property
+    def spatial_compression_ratio(self) -> int:
+        """Pixels per latent along height and width (8 as released), as diffusers' video VAEs name it."""
+        return self.config.spatial_n_compress
+
+    @property
+    def temporal_compression_ratio(self) -> int:
+        """Pixel frames per latent frame after the first (4 as released): ``T = 1 + 4 (t - 1)``."""
+        return self.time_compression
 
     # ------------------------------------------------------------------ diffusers-style switches
     def enable_tiling(
@@ -440,14 +513,16 @@ class CVVAEModel(ModelMixin, ConfigMixin):
         self, x: Tensor, return_dict: bool = True
     ) -> AutoencoderKLOutput | tuple[VideoDiagonalGaussian]:
         """Encode ``B C T H W`` (``T = 1 + 4k``) or ``B C H W`` to a diagonal Gaussian over the latents."""
-        x = self._as_video(x)
-        check_num_frames(x.shape[2], self.time_compression)
-        if x.shape[1] != self.config.in_channels:
-            raise ValueError(f"expected {self.config.in_channels} input channels, got {x.shape[1]}")
-        if self.use_slicing and x.shape[0] > 1:
-            moments = torch.cat([self._encode_video(part) for part in x.split(1)])
+        video = self._as_video(x)
+        check_num_frames(video.shape[2], self.time_compression)
+        if video.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected {self.config.in_channels} input channels, got {video.shape[1]}")
+        if self.use_slicing and video.shape[0] > 1:
+            moments = torch.cat([self._encode_video(part) for part in video.split(1)])
         else:
-            moments = self._encode_video(x)
+            moments = self._encode_video(video)
+        if x.dim() == 4:  # 4D in, 4D latents out: what diffusers' image and SVD pipelines expect
+            moments = _frames_as_batch(moments)
         posterior = VideoDiagonalGaussian(moments)
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
 
@@ -487,19 +562,29 @@ class CVVAEModel(ModelMixin, ConfigMixin):
             raise ValueError(f"{z.shape[0]} latent frames do not split into videos of {t} latent frames")
         return z.reshape(-1, t, *z.shape[1:]).transpose(1, 2)
 
-    def decode(
-        self, z: Tensor, num_frames: int | None = None, return_dict: bool = True
-    ) -> DecoderOutput | tuple[Tensor]:
-        """Decode latents; ``num_frames`` counts *latent* frames per video for 4D input (see class docs)."""
-        z = self._latents_as_video(z, num_frames)
+    def _check_latent_channels(self, z: Tensor) -> None:
         if z.shape[1] != self.config.z_channels:
             raise ValueError(f"expected {self.config.z_channels} latent channels, got {z.shape[1]}")
-        if self.use_slicing and z.shape[0] > 1:
-            x = torch.cat([self._decode_video(part) for part in z.split(1)])
+
+    def decode(
+        self,
+        z: Tensor,
+        num_frames: int | None = None,
+        return_dict: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> DecoderOutput | tuple[Tensor]:
+        """Decode latents; ``num_frames`` counts *latent* frames per video for 4D input (see class docs).
+
+        ``generator`` is accepted because diffusers' pipelines pass it; decoding draws no random numbers.
+        """
+        video = self._latents_as_video(z, num_frames)
+        self._check_latent_channels(video)
+        if self.use_slicing and video.shape[0] > 1:
+            x = torch.cat([self._decode_video(part) for part in video.split(1)])
         else:
-            x = self._decode_video(z)
-        if self.config.reshape_x_dim_to_4:
-            x = x.transpose(1, 2).flatten(0, 1)
+            x = self._decode_video(video)
+        if z.dim() == 4 or self.config.reshape_x_dim_to_4:  # 4D latents in, (B T) C H W out
+            x = _frames_as_batch(x)
         return DecoderOutput(sample=x) if return_dict else (x,)
 
     def forward(

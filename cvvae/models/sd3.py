@@ -34,11 +34,10 @@ from typing import Any
 import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.activations import get_activation
-from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from .cvvae import CVVAEModel, TemporalChunking
+from .cvvae import CVVAEModel, TemporalChunking, _register_pipeline_keys
 from .layers import GroupNorm
 from .sd3_layers import (
     FrameAttention,
@@ -245,14 +244,15 @@ class CVVAESD3Model(CVVAEModel):
     Config keys are those of the release (``out_channels`` is the number of *latent* channels, 16) plus
     defaulted extras: ``norm_eps`` (1e-6 as released), ``norm_per_frame`` (False as released; True normalises
     each frame alone, which makes the encoder frame-causal and ``causal_cache`` chunking exact),
-    ``scaling_factor`` and ``shift_factor`` (see the module docstring). ``norm_num_groups`` can be lowered
-    for tiny test models.
+    ``scaling_factor`` and ``shift_factor`` (see the module docstring), ``force_upcast`` (True, as the SD3
+    image VAE's: pipelines decode fp16 latents in fp32) and ``latent_channels`` (derived: ``out_channels``,
+    the key diffusers' SD3 pipeline reads). ``norm_num_groups`` can be lowered for tiny test models.
 
     Shapes, frame rules, temporal windows (``en_de_n_frames_a_time``), spatial tiles (``tile_spatial_size``,
     ``tile_overlap_ratio``), slicing and image mode are those of :class:`~cvvae.models.cvvae.CVVAEModel`:
     ``encode`` takes ``B 3 (1 + 4k) H W`` (or ``B 3 H W`` images) and gives latents ``B 16 (1 + k) H/8 W/8``;
-    ``decode(z)`` gives ``1 + 4 (t - 1)`` frames, and ``decode(z4d, num_frames=1)`` decodes every latent
-    frame as one image.
+    ``decode(z)`` gives ``1 + 4 (t - 1)`` frames, and ``decode(z4d)`` decodes every latent as one image
+    (``B 16 h w`` in, ``B 3 H W`` out), as a diffusers image pipeline calls it.
     """
 
     @register_to_config
@@ -283,10 +283,21 @@ class CVVAESD3Model(CVVAEModel):
         norm_per_frame: bool = False,
         scaling_factor: float = 1.5305,
         shift_factor: float = 0.0609,
+        latent_channels: int | None = None,
+        force_upcast: bool = True,
     ) -> None:
         ModelMixin.__init__(self)  # CVVAEModel.__init__ builds the SD2.1 layout: skipped on purpose
         _check_sd3_config(
             down_block_types, up_block_types, block_out_channels, norm_num_groups, time_n_compress
+        )
+        _register_pipeline_keys(
+            self,
+            widths=tuple(block_out_channels),
+            latent_channels=out_channels,
+            given_widths=None,  # block_out_channels is this model's own architecture key
+            given_latent_channels=latent_channels,
+            spatial_n_compress=spatial_n_compress,
+            time_n_compress=time_n_compress,
         )
         levels = len(block_out_channels)
 
@@ -358,23 +369,12 @@ class CVVAESD3Model(CVVAEModel):
         self.temporal_chunking = mode
         self.encode_chunk_frames = chunk
 
-    def decode(
-        self, z: Tensor, num_frames: int | None = None, return_dict: bool = True
-    ) -> DecoderOutput | tuple[Tensor]:
-        """Decode latents; ``num_frames`` counts *latent* frames per video for 4D input."""
-        z = self._latents_as_video(z, num_frames)
+    def _check_latent_channels(self, z: Tensor) -> None:
         if z.shape[1] != self.latent_channels:
             raise ValueError(
                 f"expected {self.latent_channels} latent channels, got {z.shape[1]}: is this a latent of the "
                 "SD3-compatible model (16 channels) rather than of the SD2.1-compatible one (4)?"
             )
-        if self.use_slicing and z.shape[0] > 1:
-            x = torch.cat([self._decode_video(part) for part in z.split(1)])
-        else:
-            x = self._decode_video(z)
-        if self.config.reshape_x_dim_to_4:
-            x = x.transpose(1, 2).flatten(0, 1)
-        return DecoderOutput(sample=x) if return_dict else (x,)
 
 
 def _check_sd3_config(
