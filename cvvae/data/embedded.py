@@ -29,7 +29,7 @@ import pandas as pd
 from cvvae.config_keys import reject_unknown_keys
 from cvvae.data.manifest import MANIFEST_COLUMNS, manifest_digest
 from cvvae.data.motion import render_camera_clip
-from cvvae.data.reader import read_image
+from cvvae.data.reader import iter_video_chunks, read_image, video_info
 from cvvae.data.scenes import detect_cuts, shot_segments
 from cvvae.data.sources import DEFAULT_OPENCV_DOC_DIR, MediaSource, opencv_doc_sources, shipped_sources
 from cvvae.data.writer import VIDEO_CODECS, video_extension, write_image, write_video
@@ -233,21 +233,17 @@ class _DecodedVideo:
 
 def _decode_video(source: MediaSource, short_side: int, cfg: EmbeddedDataConfig) -> _DecodedVideo:
     """Decode in chunks, shrinking each frame right away so that HD sources stay small in memory."""
-    import decord
-
-    reader = decord.VideoReader(str(source.path), num_threads=1)
-    height, width = reader[0].shape[:2]
-    scale = short_side / min(height, width)
-    size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
+    info = video_info(source.path)
+    scale = short_side / min(info.height, info.width)
+    size = (max(short_side, round(info.width * scale)), max(short_side, round(info.height * scale)))
     chunks = []
-    for first in range(0, len(reader), 32):
-        batch = reader.get_batch(list(range(first, min(first + 32, len(reader))))).asnumpy()
+    for batch in iter_video_chunks(source.path, 32):
         chunks.append(np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in batch]))
     frames = np.concatenate(chunks)
     cuts = detect_cuts(frames, mad_threshold=cfg.scene_cut_mad)
     segments = shot_segments(len(frames), cuts)
     logger.info("%s: %d frames, scene cuts at %s", source.name, len(frames), cuts or "none")
-    return _DecodedVideo(frames, float(reader.get_avg_fps()), segments)
+    return _DecodedVideo(frames, info.fps, segments)
 
 
 def _clip_windows(videos: list[tuple[MediaSource, _DecodedVideo]], span: int) -> list[tuple[int, int]]:
