@@ -169,7 +169,14 @@ def _plan_sources(cfg: EmbeddedDataConfig, scratch: Path) -> _Plan:
     names = {s.name for s in sources}
     for wanted in (*cfg.val_videos, *cfg.val_photos):
         if wanted not in names:
-            raise ValueError(f"val source {wanted!r} is not available; available: {', '.join(sorted(names))}")
+            hint = (
+                f"; not found: {', '.join(missing)}: the packages that ship them are cvvae's [data] extra "
+                "(pip install 'cvvae[data]')"
+                if missing
+                else ""
+            )
+            available = ", ".join(sorted(names)) or "none"
+            raise ValueError(f"val source {wanted!r} is not available; available: {available}{hint}")
     photos: dict[str, list[MediaSource]] = {"train": [], "val": []}
     videos: dict[str, list[MediaSource]] = {"train": [], "val": []}
     for source in sources:

@@ -51,7 +51,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, codec: str = "
         import imageio_ffmpeg
     except ImportError as err:
         raise ImportError(
-            "codec h264rgb needs the imageio-ffmpeg package (pip install imageio-ffmpeg); "
+            "codec h264rgb needs the imageio-ffmpeg package, part of cvvae's [data] extra "
+            "(pip install 'cvvae[data]', or pip install imageio-ffmpeg); "
             "or set data.embedded.codec: ffv1, which writes lossless clips through OpenCV"
         ) from err
     height, width = frames.shape[1:3]
