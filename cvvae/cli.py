@@ -1,4 +1,4 @@
-"""`cvvae` console entry point.
+"""CV-VAE video autoencoders: build data, train, evaluate, benchmark, inflate image VAEs, report.
 
 Each sub-command lives in the module that does the work; this file only wires them up, importing lazily so
 that `cvvae --help` stays fast and a missing optional dependency only breaks the command that needs it.
@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from cvvae import __version__
+
 # name -> (module, help). The module exposes `add_arguments(parser)` and `run(args) -> int | None`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("cvvae.data.cli", "build the embedded dataset, inspect manifests"),
@@ -19,12 +21,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("cvvae.bench", "encode/decode time and peak memory per autoencoder"),
     "weights": ("cvvae.metrics.weights", "install metric weights (LPIPS backbones) for offline use"),
     "inflate": ("cvvae.models.inflate", "inflate an image VAE into a CV-VAE and save it"),
+    "env": ("cvvae.env_info", "print versions, CUDA, GPUs, CPU and BLAS (paste into bug reports)"),
     "report": ("cvvae.report", "assemble results/<profile>/README.md from tables, figures and run logs"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvvae", description=__doc__.splitlines()[0])
+    parser.add_argument("-V", "--version", action="version", version=f"cvvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -33,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        print(f"cvvae {__version__}")
+        return 0
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
         parser = build_parser()
         if argv and argv[0] not in {"-h", "--help"}:
