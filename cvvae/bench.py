@@ -2,9 +2,13 @@
 
 Timing: on CUDA, CUDA events around each call after ``--warmup`` untimed calls, median of ``--repeats``; on
 CPU, ``time.perf_counter`` the same way. Peak memory: ``torch.cuda.max_memory_allocated`` during the encode
-calls and during the decode calls (absolute, so it includes the weights and the input); on CPU it is ``n/a``
-(PyTorch keeps no allocator peak there). A case that runs out of memory is recorded as ``oom`` and the run
-goes on.
+calls and during the decode calls (absolute, so it includes the weights and the input; the previous call's
+output is freed before each call); on CPU it is ``n/a`` (PyTorch keeps no allocator peak there). A case that
+runs out of memory is recorded as ``oom`` and the run goes on.
+
+``impl`` says which implementation ran: ``fast`` or ``plain`` for CV-VAE models, whose encoder and decoder
+have a fast inference path (:mod:`cvvae.models.fast`, on by default on CUDA) and the modules' own forward
+(``--baseline`` adds a ``plain`` row before every ``fast`` one, in the same process); ``n/a`` for the others.
 
 The CSV is named after the environment (``bench_<device>_torch<version>_cuda<version>.csv``) and every row
 repeats the environment, so files from different machines can be concatenated.
@@ -55,6 +59,7 @@ COLUMNS = (
     "repeats",
     "output_finite",
     "status",
+    "impl",
     "device",
     "torch",
     "cuda",
@@ -131,9 +136,11 @@ def time_call(
     the number of timed calls (fewer than ``repeats`` when the first shows they would exceed ``budget_s``)."""
     result = None
     for _ in range(warmup):
+        result = None  # the previous result is freed first: the peak is that of one call
         result = fn()
     times: list[float] = []
     while len(times) < repeats:
+        result = None
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -244,10 +251,12 @@ def bench(
     seed: int = 0,
     log: Callable[[str], None] = print,
     on_row: Callable[[list[dict[str, Any]]], None] | None = None,
+    baseline: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per model x dtype x shape (see ``COLUMNS``). Specs without a path get random weights when
     ``random_weights`` is set; otherwise a missing path raises ``FileNotFoundError`` before anything runs.
-    ``on_row`` gets the rows so far after every case (to save partial results of a long run)."""
+    ``on_row`` gets the rows so far after every case (to save partial results of a long run). With
+    ``baseline``, models with a fast path also run every case through their plain path first."""
     device = torch.device(device)
     env = environment(device)
     specs = []
@@ -266,17 +275,39 @@ def bench(
             if not cases:
                 continue
             ae = load_autoencoder(spec, device=device, dtype=dtype)
+            switch = getattr(ae.module, "set_fast_path", None)
+            impls: list[tuple[str, bool | None]] = [("n/a", None)]
+            if switch is not None:
+                impls = [("plain", False), ("fast", None)] if baseline else [(_default_impl(device), None)]
             for shape in cases:
-                log(f"bench {ae.name} {dtype} {shape} ...")
-                row = bench_case(ae, shape, device, batch, warmup, repeats, budget_s, seed)
-                rows.append(
-                    {"model": ae.name, "spec": str(model), "weights": weights, "dtype": dtype, **row, **env}
-                )
-                if on_row is not None:
-                    on_row(rows)
+                for impl, mode in impls:
+                    if switch is not None:
+                        switch(mode)
+                    log(f"bench {ae.name} {dtype} {shape} {impl} ...")
+                    row = bench_case(ae, shape, device, batch, warmup, repeats, budget_s, seed)
+                    rows.append(
+                        {
+                            "model": ae.name,
+                            "spec": str(model),
+                            "weights": weights,
+                            "dtype": dtype,
+                            **row,
+                            "impl": impl,
+                            **env,
+                        }
+                    )
+                    if on_row is not None:
+                        on_row(rows)
+            if switch is not None:
+                switch(None)
             del ae
             _free_memory(device)
     return rows
+
+
+def _default_impl(device: torch.device) -> str:
+    """What a CV-VAE runs by default (``fast_path=None``): the fast path on CUDA, else its own forward."""
+    return "fast" if device.type == "cuda" else "plain"
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -302,6 +333,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         "encode_peak_gib",
         "decode_peak_gib",
         "status",
+        "impl",
     )
     table = [[row.get(c, "") for c in shown] for row in rows]
     try:
@@ -343,6 +375,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="build the released architectures with random weights for specs without a path",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="CV-VAE models: also time every case through the plain path (impl=plain), before the default",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/bench"), help="folder of the CSV")
     parser.add_argument(
         "--csv", type=Path, default=None, help="CSV path (default: named after the environment)"
@@ -370,6 +407,7 @@ def run(args: argparse.Namespace) -> int:
             budget_s=args.case_budget,
             seed=args.seed,
             on_row=lambda so_far: write_csv(so_far, path),
+            baseline=args.baseline,
         )
     except FileNotFoundError as error:
         print(f"error: {error}")

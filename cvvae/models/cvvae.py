@@ -29,6 +29,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import fast
 from .frames import check_num_frames
 from .layers import ConvKind, Downsample3D, GroupNorm, ResnetBlock3D, Upsample3D, make_attention, make_conv
 from .tiling import run_causal_cache, run_official_windows, run_spatial_tiles
@@ -466,9 +467,28 @@ class CVVAEModel(ModelMixin, ConfigMixin):
         self.temporal_chunking = mode
         self.encode_chunk_frames = chunk
 
+    # ------------------------------------------------------------------ fast inference path
+    fast_path: bool | None = None
+
+    def set_fast_path(self, mode: bool | None) -> None:
+        """How encode and decode run the encoder and decoder: ``None`` (default) through
+        :mod:`cvvae.models.fast` on CUDA in inference (no autograd, eval mode), ``True`` there on any device,
+        ``False`` always through the modules' own ``forward``. Same function; rounding differs."""
+        self.fast_path = mode
+
+    def _run_encoder(self, x: Tensor) -> Tensor:
+        if fast.wanted(self.fast_path, self, x):
+            return fast.encoder_forward(self.encoder, x)
+        return self.encoder(x)
+
+    def _run_decoder(self, z: Tensor) -> Tensor:
+        if fast.wanted(self.fast_path, self, z):
+            return fast.decoder_forward(self.decoder, z)
+        return self.decoder(z)
+
     # ------------------------------------------------------------------ encode
     def _spatial_encode(self, x: Tensor) -> Tensor:
-        return self._encode_tiles(self.encoder, x)
+        return self._encode_tiles(self._run_encoder, x)
 
     def _encode_video(self, x: Tensor) -> Tensor:
         if self.temporal_chunking == "official":
@@ -529,12 +549,12 @@ class CVVAEModel(ModelMixin, ConfigMixin):
     # ------------------------------------------------------------------ decode
     def _spatial_decode(self, z: Tensor) -> Tensor:
         if not self.use_tiling:
-            return self.decoder(z)
+            return self._run_decoder(z)
         s = self.config.spatial_n_compress
         tile, latent_tile = self.tile_sample_size, self.tile_sample_size // s
         pixel_overlap = round(tile * self.tile_overlap)
         return run_spatial_tiles(
-            self.decoder,
+            self._run_decoder,
             z,
             tile=latent_tile,
             stride=round(latent_tile * (1 - self.tile_overlap)),
