@@ -45,7 +45,8 @@ class VideoInfo:
 
 
 def video_backend() -> VideoBackend:
-    """The video decoder in use: ``"decord"`` where it is installed (x86-64 wheels), else ``"opencv"``.
+    """The video decoder in use: ``"decord"`` where it is installed (wheels for x86-64 Linux and Windows),
+    else ``"opencv"``.
 
     ``CVVAE_VIDEO_BACKEND=opencv`` (or ``decord``) forces one. Both decode through ffmpeg and number frames
     the same way; OpenCV reads frames in order from the start (no seeking), so it is slower on clips that
@@ -61,7 +62,8 @@ def video_backend() -> VideoBackend:
     except ImportError as err:
         if forced == "decord":
             raise ImportError(
-                f"{BACKEND_ENV}=decord but decord is not installed (it has wheels for x86-64 only)"
+                f"{BACKEND_ENV}=decord but decord is not installed "
+                "(it has wheels for x86-64 Linux and Windows only)"
             ) from err
         return "opencv"
     return "decord"
