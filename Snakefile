@@ -7,6 +7,10 @@
 
 embedded data -> image VAE -> inflated CV-VAE and trained variants (and the SVD-style VAE) -> `cvvae evaluate`
 -> notebooks (papermill) -> results/<profile>/README.md. Everything a rule needs comes from config/<profile>.yaml.
+
+Reruns are safe: a training or evaluation job whose resolved config changed starts afresh (`--if-changed
+restart`; the run folders record what they were computed from), and notebooks and the report publish their
+outputs only when they succeed (earlier results stay as they were otherwise).
 """
 
 import json
@@ -14,8 +18,11 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from cvvae.preflight import missing_inputs
+from cvvae.profile import ProfileError, load_profile
+from cvvae.train.config import resolve_cvvae_config, resolve_image_vae_config, to_dict
 
 min_version("8.20")
 
@@ -24,8 +31,10 @@ PROFILE_FILE = Path(config.get("profile_file", Path("config") / f"{config.get('p
 if not PROFILE_FILE.is_file():
     known = sorted(p.stem for p in Path("config").glob("*.yaml") if p.stem != "schema")
     raise WorkflowError(f"no profile file {PROFILE_FILE}; choose a profile with --config profile=NAME, one of {known}")
-P = yaml.safe_load(PROFILE_FILE.read_text())
-validate(P, "config/schema.yaml")
+try:
+    P = load_profile(PROFILE_FILE)
+except (ProfileError, FileNotFoundError) as exc:
+    raise WorkflowError(str(exc)) from None
 PROFILE = str(config.get("profile", P["profile"]))
 if P["profile"] != PROFILE:
     raise WorkflowError(f"{PROFILE_FILE} declares profile {P['profile']!r}; it must be {PROFILE!r}")
@@ -82,7 +91,8 @@ def run_done(run):
 
 
 def check_runs():
-    """Every run a model spec points at must be produced by this profile's workflow section."""
+    """Every run a model spec points at must be produced by this profile's workflow section (the rest of the
+    profile's consistency is checked by cvvae.profile)."""
     produced = set(W["variants"]) | ({"image_vae"} if W["train_image_vae"] else set())
     produced |= {"inflated"} if W["inflate"] else set()
     for name in P["evaluate"]["models"]:
@@ -92,16 +102,16 @@ def check_runs():
                 f"evaluate.models.{name} reads run {run!r}, which profile {PROFILE} does not produce; add it to "
                 f"workflow.variants (or enable train_image_vae / inflate)"
             )
-    unknown = set(W["variants"]) - set((P.get("cvvae") or {}).get("variants") or {})
-    if unknown:
-        raise WorkflowError(f"workflow.variants {sorted(unknown)} are not defined under cvvae.variants")
-    for protocol, models in P["evaluate"]["matrix"].items():
-        missing = [m for m in models if m not in P["evaluate"]["models"]]
-        if missing:
-            raise WorkflowError(f"evaluate.matrix.{protocol} names unknown models {missing}")
 
 
 check_runs()
+
+# Real inputs the user provides (datasets, weights, metric networks): all named now, before any job starts.
+MISSING = missing_inputs(P)
+if MISSING:
+    raise WorkflowError(
+        f"profile {PROFILE} cannot run: {len(MISSING)} input(s) missing:\n- " + "\n- ".join(MISSING)
+    )
 
 
 def eval_csv(protocol, model):
@@ -116,6 +126,13 @@ SET_IMAGE_VAE = f"--set cvvae.image_vae_path={RUNS}/image_vae/final" if W["train
 # The frozen image VAE: this profile's pretrained one, or a released one named in cvvae.image_vae_path.
 IMAGE_VAE_PATH = f"{RUNS}/image_vae/final" if W["train_image_vae"] else (P.get("cvvae") or {}).get("image_vae_path", "")
 IMAGE_VAE_SUBFOLDER = None if W["train_image_vae"] else (P.get("cvvae") or {}).get("image_vae_subfolder")
+
+
+def run_config_param(run):
+    """The resolved config of training run `run` as text: a params value, so that Snakemake reruns the job when
+    it changes (the job itself then restarts, see cvvae.train.run_identity)."""
+    resolved = resolve_image_vae_config(P) if run == "image_vae" else resolve_cvvae_config(P, run)
+    return json.dumps(to_dict(resolved), sort_keys=True)
 
 
 rule all:
@@ -152,8 +169,11 @@ rule image_vae:
     threads: THREADS
     resources:
         gpu=GPU,
+    params:
+        run_config=lambda wc: run_config_param("image_vae"),
     shell:
-        f"{ENV} {TIMEOUT}{CVVAE} train-image-vae --config {CONFIG} --out {RUNS}/image_vae > {{log}} 2>&1"
+        f"{ENV} {TIMEOUT}{CVVAE} train-image-vae --config {CONFIG} --out {RUNS}/image_vae --if-changed restart "
+        f"> {{log}} 2>&1"
 
 
 rule inflate:
@@ -196,9 +216,11 @@ rule train:
     threads: THREADS
     resources:
         gpu=GPU,
+    params:
+        run_config=lambda wc: run_config_param(wc.run),
     shell:
         f"{ENV} {TIMEOUT}{CVVAE} train --config {CONFIG} --variant {{wildcards.run}} {SET_IMAGE_VAE} "
-        f"--out {RUNS}/{{wildcards.run}} > {{log}} 2>&1"
+        f"--out {RUNS}/{{wildcards.run}} --if-changed restart > {{log}} 2>&1"
 
 
 def evaluate_input(wildcards):
@@ -239,14 +261,8 @@ rule evaluate:
     shell:
         f"{ENV} {TIMEOUT}{CVVAE} evaluate --config {CONFIG} --protocol {{wildcards.protocol}} "
         f"--model {{params.spec}} --name {{wildcards.model}} --out {RESULTS}/eval/{{wildcards.protocol}}/{{wildcards.model}} "
-        f"--image-vae {shlex.quote(IMAGE_VAE_SPEC)} --device {DEVICE} --no-progress {{params.extra}} > {{log}} 2>&1"
-
-
-def notebook_params(wildcards):
-    """The notebook's parameters as one YAML mapping (papermill -y): `common` merged with its own section."""
-    params = dict(P["notebooks"].get("common") or {})
-    params.update(P["notebooks"].get(wildcards.notebook) or {})
-    return shlex.quote(yaml.safe_dump(params, default_flow_style=True, sort_keys=False, width=10_000).strip())
+        f"--image-vae {shlex.quote(IMAGE_VAE_SPEC)} --device {DEVICE} --no-progress --if-changed restart "
+        f"{{params.extra}} > {{log}} 2>&1"
 
 
 def notebook_input(wildcards):
@@ -255,21 +271,22 @@ def notebook_input(wildcards):
 
 
 rule notebook:
-    """Execute one notebook with papermill; it writes tables/ and figures/ and keeps the executed copy."""
+    """Execute one notebook with papermill (`cvvae notebook`): its executed copy, tables/ and figures/ are
+    published together when it succeeds; `update` keeps the previous copy in place while it runs or if it fails."""
     input:
         notebook_input,
     output:
-        f"{RESULTS}/notebooks/{{notebook}}.ipynb",
+        update(f"{RESULTS}/notebooks/{{notebook}}.ipynb"),
     params:
-        yaml=notebook_params,
+        notebook=lambda wc: json.dumps(P["notebooks"].get(wc.notebook) or {}, sort_keys=True),
+        common=json.dumps(P["notebooks"].get("common") or {}, sort_keys=True),
     log:
         f"{LOGS}/notebook_{{notebook}}.log",
     benchmark:
         f"{BENCH}/notebook_{{notebook}}.tsv"
     threads: 1
     shell:
-        f"{ENV} {TIMEOUT}{PY} -m papermill notebooks/{{wildcards.notebook}}.ipynb {{output}} -k python3 "
-        f"--cwd . -p profile {PROFILE} -p config_path {CONFIG} -p results_dir {RESULTS} -y {{params.yaml}} "
+        f"{ENV} {TIMEOUT}{CVVAE} notebook {{wildcards.notebook}} --config {CONFIG} --results {RESULTS} "
         f"> {{log}} 2>&1"
 
 
@@ -278,7 +295,7 @@ rule report:
     input:
         expand(f"{RESULTS}/notebooks/{{notebook}}.ipynb", notebook=NOTEBOOKS),
     output:
-        f"{RESULTS}/README.md",
+        update(f"{RESULTS}/README.md"),
     log:
         f"{LOGS}/report.log",
     shell:

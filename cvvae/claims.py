@@ -503,15 +503,17 @@ HOW_DECIDED = (
 )
 
 
-def write_claims(results_dir: str | Path) -> pd.DataFrame:
-    """Write ``tables/claims.csv`` and ``tables/claims.md`` under ``results_dir``; return the table."""
+def write_claims(results_dir: str | Path, out_dir: str | Path | None = None) -> pd.DataFrame:
+    """Judge the claims on ``results_dir`` and write ``tables/claims.csv`` and ``.md`` under ``out_dir``
+    (default: ``results_dir``); return the table."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} not found; run the workflow first")
     df = claims_table(results_dir)
     tables.write_table(
-        df, results_dir / "tables", TABLE_NAME, caption="Claim-by-claim verdict", notes=[HOW_DECIDED]
-    )
+        df, Path(out_dir or results_dir) / "tables", TABLE_NAME, caption="Claim-by-claim verdict",
+        notes=[HOW_DECIDED],
+    )  # fmt: skip
     return df
 
 

@@ -12,6 +12,19 @@ import sys
 
 from cvvae import __version__
 
+# Errors that mean "the input is wrong" rather than "the program is wrong": shown as one line, exit status 2
+# (as argparse does for bad arguments); --debug shows the traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    FileExistsError,
+    PermissionError,
+    ImportError,
+)
+USER_ERROR_EXIT = 2
+
 # name -> (module, help). The module exposes `add_arguments(parser)` and `run(args) -> int | None`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("cvvae.data.cli", "build the embedded dataset, inspect manifests"),
@@ -23,11 +36,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inflate": ("cvvae.models.inflate", "inflate an image VAE into a CV-VAE and save it"),
     "env": ("cvvae.env_info", "print versions, CUDA, GPUs, CPU and BLAS (paste into bug reports)"),
     "report": ("cvvae.report", "assemble results/<profile>/README.md from tables, figures and run logs"),
+    "notebook": (
+        "cvvae.notebook_run",
+        "execute study notebooks, publishing their tables and figures on success",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cvvae", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cvvae",
+        description=__doc__.splitlines()[0],
+        epilog="Add --debug to any command to see the traceback of an error.",
+    )
     parser.add_argument("-V", "--version", action="version", version=f"cvvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
@@ -40,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["--version"], ["-V"]):
         print(f"cvvae {__version__}")
         return 0
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
         parser = build_parser()
         if argv and argv[0] not in {"-h", "--help"}:
@@ -48,11 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     module_name, help_text = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"cvvae {name}", description=help_text)
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser(prog=f"cvvae {name}", description=help_text)
+        module.add_arguments(parser)
+        args = parser.parse_args(rest)
+        return int(module.run(args) or 0)
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"cvvae {name}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return USER_ERROR_EXIT
 
 
 if __name__ == "__main__":

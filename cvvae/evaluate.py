@@ -10,7 +10,10 @@ Output folder (``out_dir``):
 - ``per_frame.csv``: one row per clip and frame index: ``psnr, ssim, lpips_<net>`` and ``tde`` of the
   transition into that frame (empty for frame 0). Mean PSNR by ``frame_index`` exposes chunk boundaries.
 - ``summary.csv``: one row naming the protocol, the model and every metric implementation, with the means.
-- ``meta.json``: the same description as data; a restart checks it before resuming.
+- ``meta.json``: the same description as data, with the evaluation's identity (the model spec and the
+  digests of the weights and the manifest it read); a restart checks it before resuming, so clips of another
+  model, retrained weights or another dataset are never reused. The display name (``--name``) is not part
+  of it.
 
 Rows are appended as each clip finishes (per-frame rows first, then the clip row, each in a single write), so
 a restarted evaluation skips finished clips and drops partial per-frame rows of the clip it was working on.
@@ -25,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +50,7 @@ SUMMARY_CSV = "summary.csv"
 META_JSON = "meta.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Fields of meta.json that must match for a restart to resume instead of mixing two different runs.
-RESUME_KEYS = ("protocol", "model", "dtype", "lpips_nets", "latent_reference")
+RESUME_KEYS = ("protocol", "protocol_description", "dtype", "lpips_nets", "latent_reference", "identity")
 
 
 @dataclass
@@ -126,22 +130,29 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"clip_id": str})
 
 
-def _prepare_resume(out_dir: Path, meta: dict[str, Any], resume: bool) -> set[str]:
-    """Finished clip ids; checks that an existing run is the same evaluation, cleans partial rows."""
+def _prepare_resume(out_dir: Path, meta: dict[str, Any], resume: bool, if_changed: str = "error") -> set[str]:
+    """Finished clip ids; checks that an existing run is the same evaluation, cleans partial rows.
+
+    A folder holding another evaluation raises (``if_changed="error"``) or is started over (``"restart"``).
+    """
+    from cvvae.fingerprint import differences
+
     files = [out_dir / n for n in (PER_CLIP_CSV, PER_FRAME_CSV, SUMMARY_CSV, META_JSON)]
+    meta_path = out_dir / META_JSON
+    if resume and meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        stored = json.loads(json.dumps({k: meta.get(k) for k in RESUME_KEYS}, default=str))
+        changed = differences({k: old.get(k) for k in RESUME_KEYS}, stored)
+        if changed and if_changed == "error":
+            raise ValueError(
+                f"{out_dir} holds a different evaluation ({changed}); use another --out folder or start "
+                "over with --no-resume"
+            )
+        resume = not changed
     if not resume:
         for path in files:
             path.unlink(missing_ok=True)
         return set()
-    meta_path = out_dir / META_JSON
-    if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
-        changed = {k: (old.get(k), meta[k]) for k in RESUME_KEYS if old.get(k) != meta[k]}
-        if changed:
-            raise ValueError(
-                f"{out_dir} holds a different evaluation ({changed}); use another --out folder or restart "
-                "from scratch with resume=False (--no-resume)"
-            )
     for path in files[:2]:
         if path.is_file():
             _drop_torn_tail(path)
@@ -192,10 +203,12 @@ def _evaluate_clip(
             f"{autoencoder.name} decoded shape {tuple(pred.shape)} for input {tuple(target.shape)}"
         )
     if not torch.isfinite(pred).all():
-        raise FloatingPointError(
-            f"{autoencoder.name} produced NaN/inf in {_dtype_name(dtype)}; fp16 decoding is known to "
-            "overflow in some VAEs: evaluate in bf16 or fp32"
+        hint = (
+            "fp16 decoding is known to overflow in some VAEs: evaluate in bf16 or fp32"
+            if dtype == torch.float16
+            else "the weights may hold NaN/inf (check the checkpoint)"
         )
+        raise FloatingPointError(f"{autoencoder.name} produced NaN/inf in {_dtype_name(dtype)}; {hint}")
     per_frame: dict[str, Tensor] = rec.reconstruction_metrics(pred, target, lpips_nets=tuple(lpips_nets))
     clip: dict[str, float] = {name: _mean(values) for name, values in per_frame.items()}
     clip["latent_frames"] = int(latents.shape[2])
@@ -300,12 +313,17 @@ def evaluate(
     latent_reference: LatentReference | None = None,
     protocol_description: str | None = None,
     progress: bool = True,
+    identity: dict[str, Any] | None = None,
+    if_changed: str = "error",
 ) -> pd.DataFrame:
     """Reconstruct every item ``{"video": C T H W in [-1, 1], "clip_id", "path"}`` of ``dataset`` with
     ``autoencoder`` (the ``VideoAutoencoder`` interface) and write the tables described in the module docs.
 
     Returns the per-clip table (every finished clip, including those of earlier runs). LPIPS backbones whose
     weights are not installed are left out and reported as ``n/a`` in the summary, with the reason.
+    ``identity`` (what the results are computed from, e.g. the model spec and weight digests) is stored in
+    ``meta.json``; finished clips are reused only when it and the protocol match (else ``if_changed``: raise
+    ``"error"`` or start over ``"restart"``). NaN or infinite input pixels are refused, naming the clip.
     """
     from tqdm.auto import tqdm
 
@@ -313,6 +331,13 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     dtype = resolve_dtype(dtype)
+    if device.type == "cpu" and dtype == torch.float16:
+        warnings.warn(
+            "fp16 on the CPU is emulated and about 25x slower than fp32 there; use --dtype fp32 on the CPU "
+            "(fp16/bf16 pay off on a GPU)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     lpips_na = {net: reason for net in lpips_nets if (reason := lpips_na_reason(net)) is not None}
     usable_nets = [net for net in lpips_nets if net not in lpips_na]
     meta = {
@@ -326,8 +351,12 @@ def evaluate(
         "latent_reference": latent_reference.description if latent_reference is not None else None,
         "implementations": describe_metrics(lpips_nets),
         "torch": torch.__version__,
+        # Without an explicit identity (API use), the model's name is all that tells two models apart.
+        "identity": dict(identity)
+        if identity is not None
+        else {"model_name": str(getattr(autoencoder, "name", ""))},
     }
-    done = _prepare_resume(out_dir, meta, resume)
+    done = _prepare_resume(out_dir, meta, resume, if_changed)
     _atomic_write_text(out_dir / META_JSON, json.dumps(meta, indent=2) + "\n")
 
     total = len(dataset) if limit is None else min(limit, len(dataset))
@@ -344,6 +373,12 @@ def evaluate(
         video = item["video"]
         if video.ndim != 4:
             raise ValueError(f"clip {clip_id}: expected a C T H W video, got shape {tuple(video.shape)}")
+        if not torch.isfinite(video).all():
+            bad = int((~torch.isfinite(video)).sum())
+            raise ValueError(
+                f"clip {clip_id} ({item.get('path', '')}) has {bad} NaN or infinite pixel value(s); fix or "
+                "remove the file (every output would be NaN)"
+            )
         num_frames = int(video.shape[1])
         valid = autoencoder.valid_num_frames(num_frames)
         if valid != num_frames:
@@ -404,20 +439,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-resume", action="store_true", help="start over instead of skipping finished clips"
     )
+    parser.add_argument(
+        "--if-changed",
+        choices=["error", "restart"],
+        default="error",
+        help="when --out holds another evaluation (other model, weights, dataset or protocol): stop (error, "
+        "the default) or start over (restart; the workflow's choice)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
 def _load_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    import yaml
+    from cvvae.profile import load_profile
 
-    if not path.is_file():
-        raise FileNotFoundError(f"profile {path} not found; profiles live in config/<profile>.yaml")
-    return yaml.safe_load(path.read_text()) or {}
+    return load_profile(path)
 
 
-def _dataset_for(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Any, str]:
+def _dataset_for(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Any, str, Path]:
     from cvvae.data import get_protocol, register_protocol
 
     fields = dict((config.get("protocols") or {}).get(args.protocol) or {})
@@ -437,13 +477,37 @@ def _dataset_for(args: argparse.Namespace, config: dict[str, Any]) -> tuple[Any,
             "...` or pass --manifest for a real dataset (see data/README.md)"
         )
     dataset = protocol.dataset(manifest, args.split, seed=int(config.get("seed", 0)))
-    return dataset, protocol.describe()
+    return dataset, protocol.describe(), manifest
 
 
-def _latent_reference(args: argparse.Namespace, config: dict[str, Any], device: str, dtype: torch.dtype):
-    from cvvae.models.zoo import load_autoencoder
-    from cvvae.train.regularization import map_frames
+def spec_identity(spec: str) -> dict[str, Any]:
+    """A model spec without its display name and location, plus the digest of the weights it loads."""
+    from cvvae.fingerprint import folder_digest
+    from cvvae.models.zoo import model_dir, parse_spec
 
+    parsed = parse_spec(spec)
+    weights = "random" if parsed.get("random_weights") else folder_digest(model_dir(parsed))
+    options = {k: v for k, v in parsed.items() if k not in ("name", "path", "subfolder")}
+    return {**options, "weights_sha256": weights}
+
+
+def evaluation_identity(
+    args: argparse.Namespace, manifest: Path, image_vae_spec: str | None
+) -> dict[str, Any]:
+    """What an evaluation folder's clips are computed from (``meta.json``'s ``identity``)."""
+    from cvvae.fingerprint import file_digest
+
+    return {
+        "model": spec_identity(args.model),
+        "manifest_sha256": file_digest(manifest),
+        "split": args.split,
+        "image_vae": spec_identity(image_vae_spec) if image_vae_spec else None,
+        "compat_mapping": args.compat_mapping if image_vae_spec else None,
+    }
+
+
+def _image_vae_spec(args: argparse.Namespace, config: dict[str, Any]) -> str | None:
+    """The spec of the frozen image VAE for latent compatibility, or None when there is none."""
     spec = args.image_vae
     if spec is None:
         path = (config.get("cvvae") or {}).get("image_vae_path")
@@ -458,7 +522,14 @@ def _latent_reference(args: argparse.Namespace, config: dict[str, Any], device: 
             )
             return None
         spec = f"image_vae:{path}"
-    if spec == "none":
+    return None if spec == "none" else spec
+
+
+def _latent_reference(args: argparse.Namespace, spec: str | None, device: str, dtype: torch.dtype):
+    from cvvae.models.zoo import load_autoencoder
+    from cvvae.train.regularization import map_frames
+
+    if spec is None:
         return None
     image_vae = load_autoencoder(spec, device=device, dtype=dtype)
     mapping = args.compat_mapping
@@ -478,12 +549,13 @@ def run(args: argparse.Namespace) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = resolve_dtype(args.dtype)
-    dataset, description = _dataset_for(args, config)
+    dataset, description, manifest = _dataset_for(args, config)
     autoencoder = load_autoencoder(args.model, device=device, dtype=dtype)
     if args.name:
         autoencoder.name = args.name
     nets = () if args.lpips == ["none"] else tuple(args.lpips)
-    reference = _latent_reference(args, config, device, dtype)
+    image_vae_spec = _image_vae_spec(args, config)
+    reference = _latent_reference(args, image_vae_spec, device, dtype)
     per_clip = evaluate(
         autoencoder,
         dataset,
@@ -497,6 +569,8 @@ def run(args: argparse.Namespace) -> int:
         latent_reference=reference,
         protocol_description=description,
         progress=not args.no_progress,
+        identity=evaluation_identity(args, manifest, image_vae_spec),
+        if_changed=args.if_changed,
     )
     summary = pd.read_csv(args.out / SUMMARY_CSV)
     shown = [

@@ -21,6 +21,9 @@ from cvvae import tables
 # Files written by `cvvae evaluate` (cvvae/evaluate.py) into results/<profile>/eval/<protocol>/<model>/.
 EVAL_CLIPS = "per_clip.csv"
 EVAL_FRAMES = "per_frame.csv"
+# Set by `cvvae notebook` (cvvae.notebook_run): where the notebook's tables and figures go until the run has
+# succeeded and they are moved into the results folder. Unset in JupyterLab: they go to the results folder.
+OUTPUT_DIR_ENV = "CVVAE_OUTPUT_DIR"
 # Columns of the evaluation CSVs that identify a clip or a frame rather than measure it.
 ID_COLUMNS = {
     "clip",
@@ -56,18 +59,25 @@ class Study:
     results_dir: Path
     missing: list[str] = field(default_factory=list)
     """Human-readable reasons why an input was absent (shown as ``n/a`` notes under the tables)."""
+    output_dir: Path | None = None
+    """Where tables and figures are written (default: ``results_dir``)."""
 
     @property
     def tables_dir(self) -> Path:
-        return self.results_dir / "tables"
+        return (self.output_dir or self.results_dir) / "tables"
 
     @property
     def figures_dir(self) -> Path:
-        return self.results_dir / "figures"
+        return (self.output_dir or self.results_dir) / "figures"
 
     @property
     def runs_dir(self) -> Path:
         return self.results_dir / "runs"
+
+    @property
+    def runs_meta_dir(self) -> Path:
+        """The committed copies of the runs' small files (``cvvae.report`` writes them)."""
+        return self.results_dir / "runs_meta"
 
     def eval_dir(self, protocol: str, model: str) -> Path:
         return self.results_dir / "eval" / protocol / model
@@ -100,12 +110,16 @@ class Study:
         return self._read_eval(protocol, models, EVAL_FRAMES)
 
     def run_csv(self, run: str, name: str = "val_metrics.csv") -> pd.DataFrame | None:
-        """A training run's CSV log (``metrics.csv`` or ``val_metrics.csv``), or None (noted) when absent."""
-        path = self.runs_dir / run / name
-        if not path.is_file():
-            self.missing.append(f"run {run}: {path} not found")
-            return None
-        return pd.read_csv(path)
+        """A training run's CSV log (``metrics.csv`` or ``val_metrics.csv``), or None (noted) when absent.
+
+        Read from the run folder (``runs/``, git-ignored) when it is there, else from its committed copy in
+        ``runs_meta/``, so a fresh clone shows the committed study."""
+        for folder in (self.runs_dir, self.runs_meta_dir):
+            path = folder / run / name
+            if path.is_file():
+                return pd.read_csv(path)
+        self.missing.append(f"run {run}: {name} found in neither {self.runs_dir} nor {self.runs_meta_dir}")
+        return None
 
     def save_table(
         self,
@@ -124,16 +138,34 @@ class Study:
             print(tables.to_markdown(rounded(df)))
         return df
 
-    def save_figure(self, fig: Any, name: str) -> Path:
-        """Write ``figures/<name>.png`` without timestamps (stable bytes across re-runs)."""
+    def save_figure(self, fig: Any, name: str) -> None:
+        """Write ``figures/<name>.png`` without timestamps (stable bytes across re-runs); show it inline."""
+        import matplotlib.pyplot as plt
+
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         path = self.figures_dir / f"{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
-        return path
+        plt.close(fig)
+        show_image(path)
+
+
+def show_image(path: Path) -> None:
+    """Show a saved PNG inline when running in a notebook kernel (the saved bytes, so every viewer of the
+    executed notebook sees the same figure); nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Image(filename=str(path)))
 
 
 def open_study(profile: str, config_path: str | Path, results_dir: str | Path) -> Study:
-    """Load the profile, move to the repository root (paths as in the workflow) and set up plots."""
+    """Load the profile, move to the repository root (paths as in the workflow) and set up plots.
+
+    Tables and figures go to ``$CVVAE_OUTPUT_DIR`` when set (``cvvae notebook`` stages them there and
+    publishes them only if the notebook succeeds), else to ``results_dir``."""
     root = find_repo_root()
     os.chdir(root)
     config_path = Path(config_path)
@@ -143,7 +175,13 @@ def open_study(profile: str, config_path: str | Path, results_dir: str | Path) -
     if config.get("profile") != profile:
         raise ValueError(f"{config_path} is profile {config.get('profile')!r}, not {profile!r}")
     set_plot_style()
-    study = Study(profile=profile, config=config, results_dir=Path(results_dir))
+    output_dir = os.environ.get(OUTPUT_DIR_ENV)
+    study = Study(
+        profile=profile,
+        config=config,
+        results_dir=Path(results_dir),
+        output_dir=Path(output_dir) if output_dir else None,
+    )
     study.tables_dir.mkdir(parents=True, exist_ok=True)
     study.figures_dir.mkdir(parents=True, exist_ok=True)
     return study

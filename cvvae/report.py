@@ -5,6 +5,9 @@ figure the notebooks wrote, the run metadata and the wall time of every workflow
 
 Small run files (resolved config, training logs, environment) are copied from ``runs/<run>/`` (git-ignored,
 it holds checkpoints) to ``runs_meta/<run>/`` so that they can be committed beside the tables.
+
+Everything the report writes (README, claims tables, run files) is staged and published together only when
+the report succeeded (``cvvae.staging``).
 """
 
 from __future__ import annotations
@@ -17,11 +20,19 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from cvvae import claims, tables
+from cvvae.profile import load_profile
+from cvvae.staging import staged_results
 
-RUN_META_FILES = ("config.yaml", "environment.json", "metrics.csv", "val_metrics.csv")
+RUN_META_FILES = (
+    "config.yaml",
+    "run_identity.json",
+    "environment.json",
+    "metrics.csv",
+    "val_metrics.csv",
+    "data_report.json",
+)
 # Order of sections in the report: notebook prefix -> heading.
 SECTIONS = {
     "01": "Reconstruction (paper Table 1 / Table 8)",
@@ -32,12 +43,13 @@ SECTIONS = {
 }
 
 
-def copy_run_meta(results: Path) -> list[str]:
-    """Copy the small files of every run to ``runs_meta/<run>/``; return the run names."""
+def copy_run_meta(results: Path, out: Path | None = None) -> list[str]:
+    """Copy the small files of every run to ``<out>/runs_meta/<run>/`` (``out`` defaults to ``results``);
+    return the run names."""
     runs = sorted(p for p in (results / "runs").glob("*") if p.is_dir())
     copied = []
     for run in runs:
-        dest = results / "runs_meta" / run.name
+        dest = (out or results) / "runs_meta" / run.name
         files = [run / name for name in RUN_META_FILES if (run / name).is_file()]
         if not files:
             continue
@@ -82,9 +94,10 @@ def _section_of(name: str) -> str:
     return name.split("_", 1)[0] if name[:2].isdigit() else "other"
 
 
-def _environment(results: Path) -> str:
+def _environment(*folders: Path) -> str:
     """One line about the machine: from a run's environment.json if there is one, else from this process."""
-    for env_file in sorted((results / "runs_meta").glob("*/environment.json")):
+    env_files = [f for folder in folders for f in sorted((folder / "runs_meta").glob("*/environment.json"))]
+    for env_file in env_files:
         try:
             env = json.loads(env_file.read_text())
         except json.JSONDecodeError:
@@ -94,9 +107,9 @@ def _environment(results: Path) -> str:
     return f"python {platform.python_version()}, {platform.machine()}, {platform.system()}"
 
 
-def claims_section(results: Path) -> list[str]:
-    """The claim-by-claim verdict (also written to ``tables/claims.csv`` / ``.md``) as README lines."""
-    df = claims.write_claims(results)
+def claims_section(results: Path, out: Path | None = None) -> list[str]:
+    """The claim-by-claim verdict (also written to ``<out>/tables/claims.csv`` / ``.md``) as README lines."""
+    df = claims.write_claims(results, out)
     return [
         "## Claim-by-claim verdict",
         "",
@@ -126,11 +139,12 @@ def notes_section(results: Path) -> list[str]:
     return [notes.read_text().strip(), ""]
 
 
-def build_report(config_path: Path, results: Path) -> str:
-    """The README text for one profile's results folder."""
-    profile = yaml.safe_load(config_path.read_text())
+def build_report(config_path: Path, results: Path, out: Path | None = None) -> str:
+    """The README text for one profile's results folder; the files it writes beside the README (claims
+    tables, run files) go to ``out`` (default: ``results``)."""
+    profile = load_profile(config_path)
     name = profile["profile"]
-    runs = copy_run_meta(results)
+    runs = copy_run_meta(results, out)
     times = step_times(results)
     lines = [
         f"# CV-VAE reproduction: results of the `{name}` profile",
@@ -140,7 +154,7 @@ def build_report(config_path: Path, results: Path) -> str:
         f"Regenerate with `{regenerate_command(profile)}` (profile: `{config_path}`).",
         "Each table names its protocol; `n/a` marks a number that could not be computed and says why.",
         "",
-        *claims_section(results),
+        *claims_section(results, out),
         *notes_section(results),
     ]
     by_section: dict[str, list[Path]] = {}
@@ -179,7 +193,7 @@ def build_report(config_path: Path, results: Path) -> str:
         lines += [f"- `{r}`: [runs_meta/{r}/](runs_meta/{r}/)" for r in runs] + [""]
     else:
         lines += ["No training runs in this profile (released weights only).", ""]
-    lines += [f"Environment: {_environment(results)}", ""]
+    lines += [f"Environment: {_environment(*(f for f in (out, results) if f is not None))}", ""]
     return "\n".join(lines)
 
 
@@ -193,10 +207,9 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"profile {args.config} not found; pass config/<profile>.yaml")
     if not args.results.is_dir():
         raise FileNotFoundError(f"results folder {args.results} not found; run the workflow first")
-    text = build_report(args.config, args.results)
-    out = args.results / "README.md"
-    out.write_text(text)
-    print(f"wrote {out}")
+    with staged_results(args.results, "report") as staging:
+        (staging / "README.md").write_text(build_report(args.config, args.results, staging))
+    print(f"wrote {args.results / 'README.md'}")
     return 0
 
 

@@ -180,3 +180,39 @@ def test_latent_reference_measures_compatibility(tmp_path: Path) -> None:
     assert row["latent_mse"] == 0 and row["latent_frechet"] == pytest.approx(0, abs=1e-6)
     assert row["latent_cosine"] == pytest.approx(1.0)
     assert 5 < row["compat_psnr"] < PSNR_CAP_DB  # pooling loses detail, so not perfect
+
+
+def test_the_identity_not_the_display_name_decides_which_clips_are_reused(tmp_path: Path) -> None:
+    data = make_dataset(2)
+    spec = {"model": {"kind": "cvvae", "weights_sha256": "aaa"}}
+    evaluate(
+        StandInAutoencoder(name="a"), data, tmp_path, "tiny", lpips_nets=(), progress=False, identity=spec
+    )
+    renamed = StandInAutoencoder(name="renamed")
+    evaluate(renamed, data, tmp_path, "tiny", lpips_nets=(), progress=False, identity=spec)
+    assert renamed.encode_calls == 0  # same model under another name: every clip reused
+
+    retrained = {"model": {"kind": "cvvae", "weights_sha256": "bbb"}}
+    with pytest.raises(ValueError, match=r"identity.model.weights_sha256: 'aaa' -> 'bbb'"):
+        evaluate(
+            StandInAutoencoder(), data, tmp_path, "tiny", lpips_nets=(), progress=False, identity=retrained
+        )
+    fresh = StandInAutoencoder()
+    evaluate(
+        fresh, data, tmp_path, "tiny", lpips_nets=(), progress=False, identity=retrained, if_changed="restart"
+    )
+    assert fresh.encode_calls == 2  # retrained weights: nothing reused
+    assert json.loads((tmp_path / "meta.json").read_text())["identity"] == retrained
+
+
+def test_nan_input_pixels_are_refused_naming_the_clip(tmp_path: Path) -> None:
+    data = make_dataset(2)
+    data[1]["video"][0, 2, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match=r"clip clip1 \(/videos/clip1.mp4\) has 1 NaN or infinite pixel"):
+        evaluate(StandInAutoencoder(), data, tmp_path, "tiny", lpips_nets=(), progress=False)
+
+
+def test_fp16_on_the_cpu_warns(tmp_path: Path) -> None:
+    # no clip is needed: the warning comes at the start (the stand-in has no fp16 kernels on the CPU)
+    with pytest.warns(RuntimeWarning, match="fp16 on the CPU"):
+        evaluate(StandInAutoencoder(), make_dataset(1), tmp_path, "t", lpips_nets=(), dtype="fp16", limit=0)

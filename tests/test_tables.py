@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -98,16 +99,19 @@ def test_wide_keeps_order() -> None:
 
 
 def _fake_results(root, profile: str = "t") -> tuple:
-    cfg = {
-        "profile": profile,
-        "description": "test profile",
-        "evaluate": {"matrix": {"video": ["m1", "m2"], "image": ["m1"]}, "models": {}},
+    import yaml
+
+    # a complete profile (the ci one) with this test's name and models
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config" / "ci.yaml").read_text())
+    cfg.update(profile=profile, description="test profile")
+    cfg["evaluate"] = {
+        "matrix": {"video": ["m1", "m2"], "image": ["m1"]},
+        "models": {"m1": "image_vae:m1", "m2": "image_vae:m2"},
     }
     (root / "config").mkdir()
     (root / "Snakefile").write_text("")
     (root / "cvvae").mkdir()
     cfg_path = root / "config" / f"{profile}.yaml"
-    import yaml
 
     cfg_path.write_text(yaml.safe_dump(cfg))
     results = root / "results" / profile

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from cvvae.train.config import load_profile, resolve_cvvae_config, resolve_image_vae_config
+from cvvae.profile import read_profile as load_profile
+from cvvae.train.config import resolve_cvvae_config, resolve_image_vae_config
 from cvvae.train.trainer import (
     Trainer,
     build_video_model,
@@ -171,3 +173,119 @@ def test_bf16_validation_runs_the_frozen_image_vae_under_autocast(
     trainer.validation_clips = lambda: torch.rand(1, 3, 5, 16, 16) * 2 - 1  # type: ignore[method-assign]
     row = trainer.validate()
     assert row is not None and torch.isfinite(torch.tensor(row["psnr_image_decoder_vs_psi"]))
+
+
+# ------------------------------------------------------------------ a run folder never pairs a new config
+# with old weights
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "final" / "diffusion_pytorch_model.safetensors")
+
+
+def test_a_changed_config_is_refused_naming_the_keys_and_restart_retrains(image_vae_dir, tmp_path) -> None:
+    from cvvae.train.run_identity import RunConfigChanged
+
+    steps = ["cvvae.train.steps=2", "cvvae.train.loss.disc_enabled=false"]
+    run = _run_config(image_vae_dir, "dec", steps)
+    assert train(run, tmp_path)["step"] == 2
+    old = _final_weights(tmp_path)
+
+    changed = _run_config(
+        image_vae_dir, "dec", [*steps, "cvvae.train.reg.lambda_dec=0", "cvvae.train.lr=1e-2"]
+    )
+    with pytest.raises(RunConfigChanged, match=r"train\.lr: 0\.001 -> 0\.01.*--restart") as error:
+        train(changed, tmp_path)
+    assert "train.reg.lambda_dec: 1.0 -> 0.0" in str(error.value)
+    assert all(torch.equal(old[k], v) for k, v in _final_weights(tmp_path).items())  # left untouched
+
+    summary = train(changed, tmp_path, restart=True)
+    assert summary["step"] == 2 and not summary["resumed"]
+    assert any(not torch.equal(old[k], v) for k, v in _final_weights(tmp_path).items())
+    # the workflow's choice: start afresh when the config changed, continue when it did not
+    assert train(run, tmp_path, if_changed="restart")["resumed"] is False
+    assert train(run, tmp_path, if_changed="restart")["resumed"] is True
+
+
+def test_bookkeeping_settings_and_the_variant_name_do_not_change_a_run(image_vae_dir, tmp_path) -> None:
+    steps = ["cvvae.train.steps=2", "cvvae.train.loss.disc_enabled=false"]
+    train(_run_config(image_vae_dir, "dec", steps), tmp_path)
+    again = _run_config(
+        image_vae_dir, "dec_random", [*steps, "cvvae.train.log_every=5", "cvvae.train.ckpt_every=7"]
+    )
+    assert train(again, tmp_path)["resumed"]
+
+
+def test_a_retrained_image_vae_changes_the_identity(image_vae_dir, tmp_path) -> None:
+    from cvvae.train.run_identity import run_identity
+
+    before = run_identity(_run_config(image_vae_dir))
+    copy = tmp_path / "image_vae"
+    vae = AutoencoderKL.from_pretrained(image_vae_dir)
+    vae.save_pretrained(copy)
+    assert run_identity(_run_config(str(copy))) == before  # same bytes elsewhere: same run
+    with torch.no_grad():
+        next(vae.parameters()).add_(1.0)
+    vae.save_pretrained(copy)
+    assert run_identity(_run_config(str(copy)))["image_vae_sha256"] != before["image_vae_sha256"]
+
+
+def test_a_run_folder_without_a_recorded_config_is_not_continued(image_vae_dir, tmp_path) -> None:
+    from cvvae.train.run_identity import IDENTITY_FILE, RunConfigChanged
+
+    run = _run_config(image_vae_dir, "dec", ["cvvae.train.steps=2", "cvvae.train.loss.disc_enabled=false"])
+    train(run, tmp_path)
+    (tmp_path / IDENTITY_FILE).unlink()  # as left by an older version
+    with pytest.raises(RunConfigChanged, match="without run_identity.json"):
+        train(run, tmp_path)
+
+
+def test_sigint_stops_after_the_step_with_a_checkpoint(image_vae_dir, tmp_path) -> None:
+    import signal
+
+    from cvvae.train.checkpoint import latest_checkpoint
+
+    run = _run_config(image_vae_dir, "dec", ["cvvae.train.steps=6", "cvvae.train.ckpt_every=100",
+                                            "cvvae.train.loss.disc_enabled=false"])  # fmt: skip
+    image_vae = load_image_vae(run.image_vae_path)
+    trainer = Trainer(run.train, run.data, 0, tmp_path, build_video_model(run, image_vae), image_vae, run)
+    step = trainer.generator_step
+
+    def interrupted_step(video):
+        if trainer.step == 1:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C during the second step
+        return step(video)
+
+    trainer.generator_step = interrupted_step  # type: ignore[method-assign]
+    before = signal.getsignal(signal.SIGINT)
+    summary = trainer.fit()
+    assert summary["interrupted"] and summary["step"] == 2
+    assert latest_checkpoint(tmp_path).name == "step-00000002"
+    assert signal.getsignal(signal.SIGINT) is before
+    assert json.loads((tmp_path / "data_report.json").read_text())["skipped_loads"] == 0
+
+
+def test_environment_names_the_cpu_and_its_math_libraries(image_vae_dir, tmp_path) -> None:
+    run = _run_config(image_vae_dir, "dec", ["cvvae.train.steps=1", "cvvae.train.loss.disc_enabled=false"])
+    train(run, tmp_path)
+    info = json.loads((tmp_path / "environment.json").read_text())
+    assert info["cpu"] and info["cpu_capability"] and info["blas"] and "onednn" in info and "openmp" in info
+
+
+def test_a_checkpoint_folder_with_missing_tensors_is_refused_with_their_names(
+    image_vae_dir, tmp_path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from cvvae.models.loading import CheckpointError
+
+    folder = tmp_path / "vae"
+    AutoencoderKL.from_pretrained(image_vae_dir).save_pretrained(folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    dropped = sorted(tensors)[:5]
+    save_file({k: v for k, v in tensors.items() if k not in dropped}, weights)
+    with pytest.raises(CheckpointError, match=r"missing tensor\(s\): " + dropped[0].replace(".", r"\.")):
+        load_image_vae(str(folder))

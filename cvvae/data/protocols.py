@@ -116,4 +116,7 @@ def get_protocol(name: str) -> ClipProtocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise KeyError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}") from None
+        raise ValueError(
+            f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))} (or pass --config with a profile "
+            "that defines it)"
+        ) from None

@@ -234,12 +234,10 @@ def inflate_from_image_vae(
 
 
 def _parse_value(text: str) -> Any:
-    import json
+    """A ``--set`` value, read as YAML like every ``--set`` of the CLI (``null``, ``1e-4``, ``[1, 2]``)."""
+    import yaml
 
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+    return yaml.safe_load(text) if text else ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -261,7 +259,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a CV-VAE config key (JSON value), e.g. --set tile_spatial_size=null",
+        help="override a CV-VAE config key (YAML value), e.g. --set tile_spatial_size=null",
     )
 
 
@@ -269,6 +267,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from diffusers import AutoencoderKL
+
+    from cvvae.models.loading import check_class, load_pretrained_strict
 
     source = Path(args.image_vae) / (args.subfolder or "")
     if not (source / "config.json").is_file():
@@ -283,8 +283,11 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = _parse_value(value)
-    vae = AutoencoderKL.from_pretrained(args.image_vae, subfolder=args.subfolder)
-    model = inflate_from_image_vae(vae, temporal_attention_init=args.temporal_attention_init, **overrides)
+    check_class(source, ("AutoencoderKL",), "an image VAE (diffusers AutoencoderKL)")
+    vae = load_pretrained_strict(AutoencoderKL, source)
+    # The profile's cvvae.model may choose the temporal-attention init as well; it wins over the flag.
+    options = {"temporal_attention_init": args.temporal_attention_init, **overrides}
+    model = inflate_from_image_vae(vae, **options)
     model.save_pretrained(args.out)
     print(f"saved inflated CV-VAE to {args.out}")
     return 0

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .frames import check_num_frames, nearest_valid_frames, pixel_frames
+from .loading import check_class, load_pretrained_strict, saved_class_name
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -83,6 +84,10 @@ WEIGHT_SOURCES: dict[str, tuple[str, tuple[str, ...], str]] = {
 }
 WEIGHT_SOURCES["cvvae_image"] = WEIGHT_SOURCES["cvvae"]
 WEIGHT_SOURCES["uniform_sampling"] = WEIGHT_SOURCES["image_vae"]
+# Other releases a spec may point at, recognised by the folder name of a download (missing-path hints).
+OTHER_SOURCES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("stabilityai/stable-diffusion-3-medium-diffusers", ("vae",), "the SD3 image VAE (gated licence)"),
+)
 
 COMMON_OPTIONS = {"kind", "path", "subfolder", "name", "random_weights", "seed", "config"}
 KIND_OPTIONS: dict[str, set[str]] = {
@@ -488,13 +493,17 @@ def missing_weights_message(kind: str, path: str | None, subfolder: str | None) 
     where = f"{path}/{subfolder}" if subfolder else str(path)
     lines = [f"{kind}: no model found at {where!r} (expected a folder with config.json and weights)."]
     source = WEIGHT_SOURCES.get(kind)
+    folder_name = Path(path or "").name
+    for candidate in (*WEIGHT_SOURCES.values(), *OTHER_SOURCES):
+        if folder_name and candidate[0].split("/")[-1] == folder_name:
+            source = candidate  # the download the path is named after
     if source:
         repo, subfolders, what = source
         sub = subfolder if subfolder in subfolders else subfolders[0]
-        local = f"weights/{repo.split('/')[-1]}"
+        local = f"data/weights/{repo.split('/')[-1]}"
         lines += [
             f"Download {repo} (subfolder {' / '.join(subfolders)}; {what}) from the Hugging Face Hub, e.g.",
-            f"  huggingface-cli download {repo} --include '{sub}/*' --local-dir {local}",
+            f"  hf download {repo} --include '{sub}/*' --local-dir {local}",
             f"then pass the spec '{kind}:{local}?subfolder={sub}'.",
         ]
     else:
@@ -517,6 +526,9 @@ def model_dir(spec: Mapping[str, Any]) -> Path:
 
 
 CVVAE_CLASSES = ("CVVAEModel", "CVVAESD3Model")
+IMAGE_VAE_CLASSES = ("AutoencoderKL",)
+# Ours (cvvae.models.svd_init) and the released SVD VAE's.
+SVD_VAE_CLASSES = ("TemporalDecoderVAE", "AutoencoderKLTemporalDecoder")
 
 
 def _load_cvvae(spec: Mapping[str, Any]) -> nn.Module:
@@ -527,10 +539,9 @@ def _load_cvvae(spec: Mapping[str, Any]) -> nn.Module:
         model_class = models.CVVAESD3Model if sd3 else models.CVVAEModel
         return model_class.from_released_config(**spec.get("config", {}))
     folder = model_dir(spec)
-    class_name = json.loads((folder / "config.json").read_text()).get("_class_name", "CVVAEModel")
-    if class_name not in CVVAE_CLASSES:
-        raise ValueError(f"{folder} holds a {class_name}; a CV-VAE folder holds one of {CVVAE_CLASSES}")
-    return getattr(models, class_name).from_pretrained(folder)
+    check_class(folder, CVVAE_CLASSES, "a CV-VAE")
+    class_name = saved_class_name(folder) or "CVVAEModel"
+    return load_pretrained_strict(getattr(models, class_name), folder)
 
 
 def _load_image_vae(spec: Mapping[str, Any]) -> nn.Module:
@@ -538,7 +549,9 @@ def _load_image_vae(spec: Mapping[str, Any]) -> nn.Module:
 
     if spec.get("random_weights"):
         return AutoencoderKL(**{**SD21_VAE_CONFIG, **spec.get("config", {})})
-    return AutoencoderKL.from_pretrained(model_dir(spec))
+    folder = model_dir(spec)
+    check_class(folder, IMAGE_VAE_CLASSES, f"an image VAE for kind {spec['kind']!r}")
+    return load_pretrained_strict(AutoencoderKL, folder)
 
 
 def _load_svd_vae(spec: Mapping[str, Any]) -> nn.Module:
@@ -546,7 +559,9 @@ def _load_svd_vae(spec: Mapping[str, Any]) -> nn.Module:
 
     if spec.get("random_weights"):
         return TemporalDecoderVAE(**{**SVD_VAE_CONFIG, **spec.get("config", {})})
-    return TemporalDecoderVAE.from_pretrained(model_dir(spec))
+    folder = model_dir(spec)
+    check_class(folder, SVD_VAE_CLASSES, "an SVD-style VAE")
+    return load_pretrained_strict(TemporalDecoderVAE, folder)
 
 
 def _load_diffusers_video(spec: Mapping[str, Any]) -> nn.Module:
@@ -561,7 +576,7 @@ def _load_diffusers_video(spec: Mapping[str, Any]) -> nn.Module:
     class_name = spec.get("class_name") or json.loads((folder / "config.json").read_text()).get("_class_name")
     if class_name not in DIFFUSERS_VIDEO_VAES or not hasattr(diffusers, class_name):
         raise ValueError(f"{folder}: class {class_name!r} is not one of {DIFFUSERS_VIDEO_VAES}")
-    return getattr(diffusers, class_name).from_pretrained(folder)
+    return load_pretrained_strict(getattr(diffusers, class_name), folder)
 
 
 def _build(spec: Mapping[str, Any], device: torch.device | str, dtype: torch.dtype) -> VideoAutoencoder:

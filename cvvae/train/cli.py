@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-# Exit status of a run stopped by SIGTERM after writing its checkpoint (128 + 15, as a shell reports it).
+# Exit status of a run stopped by SIGTERM or SIGINT after writing its checkpoint (128 + 15, as a shell
+# reports SIGTERM).
 INTERRUPTED_EXIT = 143
 
 
@@ -22,6 +23,27 @@ def add_run_arguments(parser: argparse.ArgumentParser, section: str, synthetic_h
         help=f"override a profile key, e.g. {section}.train.steps=100 (repeatable)",
     )
     parser.add_argument("--synthetic", action="store_true", help=synthetic_help)
+    parser.add_argument(
+        "--restart", action="store_true", help="discard what the run directory holds and train from step 0"
+    )
+    parser.add_argument(
+        "--if-changed",
+        choices=["error", "restart"],
+        default="error",
+        help="when the run directory was trained with a different config: stop with the differing keys "
+        "(error, the default) or start afresh (restart; the workflow's choice)",
+    )
+
+
+def load_checked_profile(path: str, overrides: list[str]) -> dict:
+    """The profile at ``path``, validated as a whole and again with ``overrides`` applied, so that a typo in
+    a ``--set`` key fails here with the valid keys named instead of being ignored."""
+    from cvvae.profile import apply_overrides, load_profile, validate_profile
+
+    profile = load_profile(path)
+    if overrides:
+        validate_profile(apply_overrides(profile, overrides), f"{path} with --set {' '.join(overrides)}")
+    return profile
 
 
 def finish(summary: dict) -> int:
@@ -37,8 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cvvae.train.config import load_profile, resolve_cvvae_config
+    from cvvae.train.config import resolve_cvvae_config
     from cvvae.train.trainer import train
 
     overrides = list(args.overrides) + (["cvvae.train.synthetic_data=true"] if args.synthetic else [])
-    return finish(train(resolve_cvvae_config(load_profile(args.config), args.variant, overrides), args.out))
+    profile = load_checked_profile(args.config, overrides)
+    run_config = resolve_cvvae_config(profile, args.variant, overrides)
+    return finish(train(run_config, args.out, restart=args.restart, if_changed=args.if_changed))

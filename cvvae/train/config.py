@@ -14,9 +14,9 @@ training sections read here::
 
 A variant is a partial ``TrainConfig`` deep-merged into ``cvvae.train``. ``--set dotted.key=value``
 overrides apply to the profile after the variant merge (paths from the profile root, e.g.
-``cvvae.train.loss.lpips=none``). Unknown keys in the training sections raise ``ValueError`` naming the valid
-keys; the ``data`` section is shared with the data builder, so only ``root``, ``manifest`` and the split names
-are read there and other keys are left to their owner.
+``cvvae.train.loss.lpips=none``). Unknown keys raise ``ValueError`` naming the valid keys: in the training
+sections here, at the top level and in ``data`` through ``cvvae.profile.check_known_keys`` (``data.embedded``
+belongs to the dataset builder, which checks it).
 
 Defaults follow the paper (Sec. 4.1: AdamW, lr 1e-4, cosine decay, fp32; decoder regularisation with the
 random mapping). Where the paper is silent they follow the official training config, and where paper and code
@@ -38,6 +38,7 @@ from typing import Any, Literal
 import yaml
 
 from cvvae.config_keys import reject_unknown_keys
+from cvvae.profile import apply_overrides, check_known_keys
 
 # ----------------------------------------------------------------------------------------------------
 # Sections
@@ -436,55 +437,11 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` strings; values are parsed as YAML (``1e-4``, ``[1, 4]``, ``none``).
-
-    List items are addressed by index (``cvvae.train.mixture.0.batch_size=2``).
-    """
-    out = copy.deepcopy(config)
-    for item in overrides or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects dotted.key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
-        node: Any = out
-        parts = key.strip().split(".")
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            if isinstance(node, list):  # list items are addressed by index: mixture.0.batch_size=2
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ValueError(f"--set {item!r}: {part!r} is not an index of a {len(node)}-item list")
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-            elif isinstance(node, dict):
-                if last:
-                    node[part] = value
-                else:
-                    node = node.setdefault(part, {})
-            else:
-                raise ValueError(f"--set {item!r}: cannot descend into {part!r} (not a mapping or list)")
-    return out
-
-
-def load_profile(path: str | Path) -> dict[str, Any]:
-    """Read a profile YAML as a plain dict, with a clear error when it is missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"profile {path} not found; pass an existing YAML, e.g. config/default.yaml")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"profile {path} must be a YAML mapping at the top level")
-    return data
-
-
 def _data_section(profile: dict[str, Any]) -> DataConfig:
-    raw = profile.get("data") or {}
-    known = {f.name for f in dataclasses.fields(DataConfig)}
-    # The data section is shared with the dataset builder: read only the keys the trainer needs.
-    return from_dict(DataConfig, {k: v for k, v in raw.items() if k in known}, "data")
+    raw = dict(profile.get("data") or {})
+    # The data section is shared with the dataset builder, which owns (and checks) ``embedded``.
+    raw.pop("embedded", None)
+    return from_dict(DataConfig, raw, "data")
 
 
 def resolve_cvvae_config(
@@ -500,6 +457,7 @@ def resolve_cvvae_config(
         base_train = section.get("train") or {}
         merged.setdefault("cvvae", {})["train"] = deep_merge(base_train, variants[variant] or {})
     merged = apply_overrides(merged, overrides)
+    check_known_keys(merged)
     cv = from_dict(CVVAESection, merged.get("cvvae") or {}, "cvvae")
     for name, partial in cv.variants.items():  # fail early on a typo in any variant, not only the chosen one
         candidate = deep_merge(section.get("train") or {}, partial or {})
@@ -522,6 +480,7 @@ def resolve_image_vae_config(
 ) -> ImageVAERunConfig:
     """Apply overrides to the profile and validate its ``image_vae`` section."""
     merged = apply_overrides(profile, overrides)
+    check_known_keys(merged)
     section = from_dict(ImageVAESection, merged.get("image_vae") or {}, "image_vae")
     return ImageVAERunConfig(
         seed=_convert(merged.get("seed", 0), int, "seed"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cvvae.train.cli import add_run_arguments, finish
+from cvvae.train.cli import add_run_arguments, finish, load_checked_profile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,8 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cvvae.train.config import load_profile, resolve_image_vae_config
+    from cvvae.train.config import resolve_image_vae_config
     from cvvae.train.trainer import train_image_vae
 
     overrides = list(args.overrides) + (["image_vae.train.synthetic_data=true"] if args.synthetic else [])
-    return finish(train_image_vae(resolve_image_vae_config(load_profile(args.config), overrides), args.out))
+    run_config = resolve_image_vae_config(load_checked_profile(args.config, overrides), overrides)
+    return finish(train_image_vae(run_config, args.out, restart=args.restart, if_changed=args.if_changed))

@@ -5,8 +5,11 @@ and, once the GAN is active, a discriminator step, alternating or on every step.
 continue exactly is checkpointed (models, discriminator, optimisers, schedulers, sampler position, RNG
 states); starting the same command again resumes from the latest checkpoint.
 
-Run directory: ``config.yaml`` (resolved config and deviations from the paper), ``environment.json``,
-``metrics.csv``, ``val_metrics.csv``, ``samples/``, ``checkpoints/``, ``final/``.
+Run directory: ``run_identity.json`` (what the weights are computed from; a changed config is refused or
+restarts, never resumed: ``cvvae.train.run_identity``), ``config.yaml`` (resolved config and deviations from
+the paper), ``environment.json``, ``metrics.csv``, ``val_metrics.csv``, ``data_report.json`` (unreadable
+files skipped), ``samples/``, ``checkpoints/``, ``final/``. SIGTERM and SIGINT (Ctrl-C) stop after the current
+step with a checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import platform
 import signal
 import time
@@ -38,6 +42,10 @@ from cvvae.train.discriminator import NLayerDiscriminator3D
 from cvvae.train.losses import discriminator_loss, gan_active
 from cvvae.train.objective import GeneratorObjective, TrainableVideoVAE
 from cvvae.train.regularization import decode_frames_with_image_vae, encode_frames_with_image_vae, map_frames
+from cvvae.train.run_identity import prepare_run_dir, run_identity
+
+# Signals that stop a run after the current step, with a checkpoint.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 METRIC_COLUMNS = [
     "step", "phase", "source", "frames", "lr", "loss", "nll", "rec", "logvar", "kl", "reg_dec", "reg_dec_err",
@@ -126,6 +134,34 @@ def build_sampler(config: TrainConfig, data: DataConfig, seed: int) -> Any:
 # ------------------------------------------------------------------------------------------------ run files
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def math_backends() -> dict[str, Any]:
+    """The numerical libraries that decide floating-point results on this machine (BLAS, oneDNN, SIMD)."""
+    lines = [line.strip(" -") for line in torch.__config__.show().splitlines()]
+
+    def find(*needles: str) -> str:
+        return next((line for line in lines if any(n in line for n in needles)), "n/a")
+
+    blas = find("BLAS_INFO=")
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": blas.split("BLAS_INFO=", 1)[1].split(",")[0] if "BLAS_INFO=" in blas else blas,
+        "mkl": find("Math Kernel Library"),
+        "onednn": find("MKL-DNN", "oneDNN"),
+        "openmp": find("OpenMP"),
+    }
+
+
 def environment_info(accelerator: Any) -> dict[str, Any]:
     import accelerate
     import diffusers
@@ -137,8 +173,10 @@ def environment_info(accelerator: Any) -> dict[str, Any]:
         "diffusers": diffusers.__version__,
         "accelerate": accelerate.__version__,
         "numpy": np.__version__,
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        **math_backends(),
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
@@ -214,7 +252,10 @@ def load_image_vae(path: str, subfolder: str | None = None) -> nn.Module:
             "download the SD2.1 VAE (model hub repo stabilityai/stable-diffusion-2-1-base, folder vae/) and "
             "set cvvae.image_vae_path to that folder."
         )
-    vae = AutoencoderKL.from_pretrained(path, subfolder=subfolder)
+    from cvvae.models.loading import check_class, load_pretrained_strict
+
+    check_class(folder, ("AutoencoderKL",), "an image VAE (diffusers AutoencoderKL)")
+    vae = load_pretrained_strict(AutoencoderKL, folder)
     return vae.eval().requires_grad_(False)
 
 
@@ -227,7 +268,10 @@ def build_video_model(run: RunConfig, image_vae: nn.Module) -> nn.Module:
     from cvvae.models import CVVAEModel, inflate_from_image_vae
 
     if run.init_path:
-        return CVVAEModel.from_pretrained(run.init_path, **run.model)
+        from cvvae.models.loading import check_class, load_pretrained_strict
+
+        check_class(run.init_path, ("CVVAEModel",), "a CV-VAE (cvvae.init_path)")
+        return load_pretrained_strict(CVVAEModel, run.init_path, **run.model)
     return inflate_from_image_vae(image_vae, **run.model)
 
 
@@ -408,7 +452,7 @@ class Trainer:
         return ["generator"] if step % 2 == 0 else ["discriminator"]
 
     # -------------------------------------------------------------------------------- loop
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
         self._stop_requested = True
 
     def write_run_files(self) -> None:
@@ -421,19 +465,44 @@ class Trainer:
         info = environment_info(self.accelerator)
         (self.run_dir / "environment.json").write_text(json.dumps(info, indent=2))
 
-    def fit(self, stop_after: int | None = None) -> dict[str, Any]:
+    def data_report(self) -> dict[str, Any]:
+        """Unreadable training files met so far, per mixture source (they were skipped, not trained on)."""
+        # MixtureSampler's sources carry datasets; the synthetic stand-in reads no files.
+        sources = [s for s in getattr(self.sampler, "sources", []) if hasattr(s, "dataset")]
+        per_source = {
+            source.name: {
+                "skipped_loads": int(getattr(source.dataset, "skipped", 0)),
+                "bad_files": sorted(getattr(source.dataset, "bad_paths", ())),
+            }
+            for source in sources
+        }
+        return {"step": self.step, "skipped_loads": sum(v["skipped_loads"] for v in per_source.values()),
+                "sources": per_source}  # fmt: skip
+
+    def _write_data_report(self) -> None:
+        if self.accelerator.is_main_process:
+            (self.run_dir / "data_report.json").write_text(json.dumps(self.data_report(), indent=2) + "\n")
+
+    def fit(
+        self, stop_after: int | None = None, restart: bool = False, if_changed: str = "error"
+    ) -> dict[str, Any]:
         """Train to ``config.steps`` (resuming if possible). ``stop_after`` ends early after that many steps
-        of this call with a checkpoint, as a SIGTERM would; returns a summary."""
+        of this call with a checkpoint, as a SIGTERM would; returns a summary.
+
+        A run folder trained with a different config is refused (``if_changed="error"``) or cleared
+        (``"restart"``); ``restart`` clears it in any case (``cvvae.train.run_identity``)."""
         from tqdm.auto import tqdm
 
         acc, cfg = self.accelerator, self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            prepare_run_dir(self.run_dir, run_identity(self.resolved_config), restart, if_changed)  # type: ignore[arg-type]
+        acc.wait_for_everyone()
         resumed = self.resume()
         self.write_run_files()
         if acc.is_main_process:
             self.metrics.truncate_from(self.step)
             self.val_log.truncate_from(self.step + 1)
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in STOP_SIGNALS}
         self.model.train()
         self.objective.train()
         start_step, started = self.step, time.perf_counter()
@@ -466,12 +535,15 @@ class Trainer:
                     interrupted = True
                     break
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             progress.close()
+            self._write_data_report()
         elapsed = time.perf_counter() - started
         summary = {
             "step": self.step,
             "resumed": resumed,
+            "skipped_loads": self.data_report()["skipped_loads"],
             "interrupted": interrupted,
             "steps_per_s": (self.step - start_step) / elapsed if elapsed > 0 else float("nan"),
         }
@@ -586,12 +658,19 @@ class Trainer:
 # ------------------------------------------------------------------------------------------- entry points
 
 
-def train(run: RunConfig, run_dir: str | Path, stop_after: int | None = None) -> dict[str, Any]:
-    """Train a CV-VAE (or the SVD-style VAE) as ``run`` says; resumes from a checkpoint in ``run_dir``."""
+def train(
+    run: RunConfig,
+    run_dir: str | Path,
+    stop_after: int | None = None,
+    restart: bool = False,
+    if_changed: str = "error",
+) -> dict[str, Any]:
+    """Train a CV-VAE (or the SVD-style VAE) as ``run`` says; resumes from a checkpoint in ``run_dir`` made
+    with the same config (see ``Trainer.fit`` for ``restart`` and ``if_changed``)."""
     image_vae = load_image_vae(run.image_vae_path, run.image_vae_subfolder)
     model = build_video_model(run, image_vae)
     trainer = Trainer(run.train, run.data, run.seed, run_dir, model, image_vae, run)
-    return trainer.fit(stop_after=stop_after)
+    return trainer.fit(stop_after=stop_after, restart=restart, if_changed=if_changed)
 
 
 def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
@@ -614,10 +693,14 @@ def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
 
 
 def train_image_vae(
-    run: ImageVAERunConfig, run_dir: str | Path, stop_after: int | None = None
+    run: ImageVAERunConfig,
+    run_dir: str | Path,
+    stop_after: int | None = None,
+    restart: bool = False,
+    if_changed: str = "error",
 ) -> dict[str, Any]:
     """Pretrain the small image VAE (diffusers ``AutoencoderKL``); ``final/`` is its ``save_pretrained``."""
     torch.manual_seed(run.seed)
     model = build_image_vae(run.model)
     trainer = Trainer(image_vae_train_config(run), run.data, run.seed, run_dir, model, None, run)
-    return trainer.fit(stop_after=stop_after)
+    return trainer.fit(stop_after=stop_after, restart=restart, if_changed=if_changed)
