@@ -30,6 +30,10 @@ PACKAGES = (
 
 
 def _version(distribution: str) -> str:
+    if distribution == "cvvae":  # also right when run from a checkout that is not pip-installed
+        from cvvae import __version__
+
+        return __version__
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

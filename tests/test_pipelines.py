@@ -66,10 +66,8 @@ def _byte_symbols() -> list[str]:
     return symbols
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory) -> CLIPTokenizer:
-    """A CLIP tokenizer over single bytes (no merges) read from vocab files written here."""
-    folder: Path = tmp_path_factory.mktemp("clip_tokenizer")
+def tiny_tokenizer(folder: Path) -> CLIPTokenizer:
+    """A CLIP tokenizer over single bytes (no merges), read from vocab files written to ``folder``."""
     symbols = _byte_symbols()
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for symbol in symbols + [s + "</w>" for s in symbols]:
@@ -77,6 +75,11 @@ def tokenizer(tmp_path_factory) -> CLIPTokenizer:
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     return CLIPTokenizer.from_pretrained(folder, model_max_length=TOKENS)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> CLIPTokenizer:
+    return tiny_tokenizer(tmp_path_factory.mktemp("clip_tokenizer"))
 
 
 def tiny_text_encoder(vocab_size: int, projection: bool = False) -> CLIPTextModel:
