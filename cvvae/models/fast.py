@@ -152,6 +152,7 @@ if triton is not None:
         pivot_ptr,
         weight_ptr,
         bias_ptr,
+        mean_ptr,
         scale_ptr,
         shift_ptr,
         nblk,
@@ -188,15 +189,16 @@ if triton is not None:
         rstd = 1.0 / tl.sqrt(var + eps)
         w = tl.load(weight_ptr + cols, mask=cmask, other=0.0).to(tl.float64)
         bias = tl.load(bias_ptr + cols, mask=cmask, other=0.0).to(tl.float64)
-        scale = rstd * w
-        shift = bias - mean * scale
-        tl.store(scale_ptr + seg * channels + cols, scale.to(tl.float32), mask=cmask)
-        tl.store(shift_ptr + seg * channels + cols, shift.to(tl.float32), mask=cmask)
+        out = seg * channels + cols
+        tl.store(mean_ptr + out, (mean + 0.0 * w).to(tl.float32), mask=cmask)
+        tl.store(scale_ptr + out, (rstd * w).to(tl.float32), mask=cmask)
+        tl.store(shift_ptr + out, bias.to(tl.float32), mask=cmask)
 
     @triton.jit
     def _apply_kernel(
         x_ptr,
         y_ptr,
+        mean_ptr,
         scale_ptr,
         shift_ptr,
         rows,
@@ -211,8 +213,9 @@ if triton is not None:
         BLOCK_R: tl.constexpr,
         BLOCK_C: tl.constexpr,
     ):
-        # y = act(x * scale + shift) in fp32, stored in y's dtype; scale/shift per (segment, channel), where
-        # the segment is the batch element, or (batch element, frame) for per-frame statistics.
+        # y = act((x - mean) * scale + shift) in fp32, stored in y's dtype; mean, scale and shift per
+        # (segment, channel), the segment being the batch element, or (batch element, frame) for per-frame
+        # statistics. Subtracting the mean first keeps fp32 exact for means far above the deviation.
         b = tl.program_id(0)
         rr = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
         cols = tl.arange(0, BLOCK_C)
@@ -224,9 +227,10 @@ if triton is not None:
             sidx = frame[:, None] * channels + cols[None, :]
         else:
             sidx = b * channels + cols[None, :] + 0 * rr[:, None]
+        mean = tl.load(mean_ptr + sidx, mask=mask, other=0.0)
         scale = tl.load(scale_ptr + sidx, mask=mask, other=0.0)
         shift = tl.load(shift_ptr + sidx, mask=mask, other=0.0)
-        v = v * scale + shift
+        v = (v - mean) * scale + shift
         if ACT:
             v = v / (1.0 + tl.exp(-v))
         tl.store(y_ptr + b.to(tl.int64) * y_seg_stride + offs, v.to(y_ptr.dtype.element_ty), mask=mask)
@@ -243,9 +247,11 @@ def _triton_ok(x: Tensor) -> bool:
 # ---------------------------------------------------------------------------------------------- GroupNorm
 @dataclass
 class _Norm:
-    """Per-(segment, channel) fp32 ``scale`` and ``shift`` of a GroupNorm (+ optional SiLU) of one tensor;
-    segments are batch elements, or ``(batch, frame)`` pairs when ``per_frame``."""
+    """Per-(segment, channel) fp32 ``mean``, ``scale`` and ``shift`` of a GroupNorm (+ optional SiLU) of one
+    tensor, ``act((x - mean) * scale + shift)``; segments are batch elements, or ``(batch, frame)`` pairs when
+    ``per_frame``."""
 
+    mean: Tensor
     scale: Tensor
     shift: Tensor
     per_frame: bool
@@ -261,7 +267,7 @@ def _pivot(x: Tensor, per_frame: bool) -> Tensor:
     return pivot.reshape(b * t if per_frame else b, c).float().contiguous()
 
 
-def _stats_triton(norm: nn.GroupNorm, x: Tensor, per_frame: bool) -> tuple[Tensor, Tensor]:
+def _stats_triton(norm: nn.GroupNorm, x: Tensor, per_frame: bool) -> tuple[Tensor, Tensor, Tensor]:
     b, c, t, h, w = x.shape
     segs, rows = (b * t, h * w) if per_frame else (b, t * h * w)
     if per_frame and b > 1 and x.stride(0) != t * h * w * c:
@@ -279,8 +285,8 @@ def _stats_triton(norm: nn.GroupNorm, x: Tensor, per_frame: bool) -> tuple[Tenso
         x, pivot, s1, s2, rows, c, seg_stride, rows_per_prog, BLOCK_R=block_r, BLOCK_C=block_c
     )
     g = norm.num_groups
-    scale = torch.empty(segs, c, device=x.device, dtype=torch.float32)
-    shift = torch.empty_like(scale)
+    mean = torch.empty(segs, c, device=x.device, dtype=torch.float32)
+    scale, shift = torch.empty_like(mean), torch.empty_like(mean)
     weight = norm.weight if norm.weight is not None else torch.ones(c, device=x.device)
     bias = norm.bias if norm.bias is not None else torch.zeros(c, device=x.device)
     _finalize_kernel[(segs, g)](
@@ -289,6 +295,7 @@ def _stats_triton(norm: nn.GroupNorm, x: Tensor, per_frame: bool) -> tuple[Tenso
         pivot,
         weight,
         bias,
+        mean,
         scale,
         shift,
         nblk,
@@ -299,10 +306,10 @@ def _stats_triton(norm: nn.GroupNorm, x: Tensor, per_frame: bool) -> tuple[Tenso
         BLOCK_N=min(64, triton.next_power_of_2(nblk)),
         BLOCK_G=triton.next_power_of_2(c // g),
     )
-    return scale, shift
+    return mean, scale, shift
 
 
-def _stats_torch(norm: nn.GroupNorm, x: Tensor, per_frame: bool) -> tuple[Tensor, Tensor]:
+def _stats_torch(norm: nn.GroupNorm, x: Tensor, per_frame: bool) -> tuple[Tensor, Tensor, Tensor]:
     """The same statistics in PyTorch, in fp64 frame chunks (one chunk's fp64 copy at a time)."""
     b, c, t, h, w = x.shape
     segs, rows = (b * t, h * w) if per_frame else (b, t * h * w)
@@ -331,9 +338,11 @@ def _stats_torch(norm: nn.GroupNorm, x: Tensor, per_frame: bool) -> tuple[Tensor
     rstd = torch.rsqrt(var + norm.eps)
     weight = norm.weight.double().view(1, g, c // g) if norm.weight is not None else 1.0
     bias = norm.bias.double().view(1, g, c // g) if norm.bias is not None else 0.0
-    scale = rstd * weight
-    shift = bias - mean_g * scale
-    return scale.reshape(segs, c).float().contiguous(), shift.reshape(segs, c).float().contiguous()
+    shape = (segs, g, c // g)
+    return tuple(
+        v.expand(shape).reshape(segs, c).float().contiguous()
+        for v in (mean_g, rstd * weight, bias + 0 * rstd)
+    )
 
 
 def norm_params(norm: nn.GroupNorm, x: Tensor, act: bool, per_frame: bool | None = None) -> _Norm:
@@ -342,8 +351,8 @@ def norm_params(norm: nn.GroupNorm, x: Tensor, act: bool, per_frame: bool | None
     if per_frame is None:
         per_frame = bool(getattr(norm, "per_frame", False))
     stats = _stats_triton if _triton_ok(x) else _stats_torch
-    scale, shift = stats(norm, x, per_frame)
-    return _Norm(scale, shift, per_frame, act, x.shape[2])
+    mean, scale, shift = stats(norm, x, per_frame)
+    return _Norm(mean, scale, shift, per_frame, act, x.shape[2])
 
 
 def write_normed(x: Tensor, nrm: _Norm, t0: int, n: int, out: Tensor, o0: int) -> None:
@@ -358,6 +367,7 @@ def write_normed(x: Tensor, nrm: _Norm, t0: int, n: int, out: Tensor, o0: int) -
         _apply_kernel[grid](
             src,
             dst,
+            nrm.mean,
             nrm.scale,
             nrm.shift,
             rows,
@@ -375,11 +385,13 @@ def write_normed(x: Tensor, nrm: _Norm, t0: int, n: int, out: Tensor, o0: int) -
         return
     if nrm.per_frame:
         shape = (b, nrm.frames, c)
-        scale = nrm.scale.view(shape)[:, t0 : t0 + n].transpose(1, 2)[..., None, None]
-        shift = nrm.shift.view(shape)[:, t0 : t0 + n].transpose(1, 2)[..., None, None]
+        mean, scale, shift = (
+            v.view(shape)[:, t0 : t0 + n].transpose(1, 2)[..., None, None]
+            for v in (nrm.mean, nrm.scale, nrm.shift)
+        )
     else:
-        scale, shift = nrm.scale[:, :, None, None, None], nrm.shift[:, :, None, None, None]
-    y = src.float() * scale + shift
+        mean, scale, shift = (v[:, :, None, None, None] for v in (nrm.mean, nrm.scale, nrm.shift))
+    y = (src.float() - mean) * scale + shift
     dst.copy_(F.silu(y) if nrm.act else y)
 
 
