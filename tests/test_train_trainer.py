@@ -289,3 +289,32 @@ def test_a_checkpoint_folder_with_missing_tensors_is_refused_with_their_names(
     save_file({k: v for k, v in tensors.items() if k not in dropped}, weights)
     with pytest.raises(CheckpointError, match=r"missing tensor\(s\): " + dropped[0].replace(".", r"\.")):
         load_image_vae(str(folder))
+
+
+def test_unreadable_training_files_are_counted_in_the_run_folder(image_vae_dir, tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for i in range(3):
+        Image.fromarray(np.full((24, 24, 3), 60 * i, dtype=np.uint8)).save(data / f"ok{i}.png")
+        rows.append({"path": f"ok{i}.png", "kind": "image", "source": f"ok{i}", "split": "train"})
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    rows.append({"path": "broken.png", "kind": "image", "source": "broken", "split": "train"})
+    manifest = pd.DataFrame(rows).assign(licence="test", frames=1, fps=0, height=24, width=24)
+    manifest.to_csv(data / "manifest.csv", index=False)
+    run = _run_config(
+        image_vae_dir,
+        "dec",
+        [f"data.root={data}", "cvvae.train.synthetic_data=false", "cvvae.train.steps=4",
+         "cvvae.train.loss.disc_enabled=false", "cvvae.train.val_clips=0",
+         "cvvae.train.mixture=[{name: img, kind: image, resolution: 16, batch_size: 4}]"],
+    )  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="broken.png"):
+        summary = train(run, tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert summary["skipped_loads"] == report["skipped_loads"] >= 1
+    assert report["sources"]["img"]["bad_files"] == [str(data / "broken.png")]

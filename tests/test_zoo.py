@@ -229,3 +229,40 @@ def test_sd3_variant_has_16_latent_channels(tmp_path):
     image_mode = load_autoencoder(f"cvvae_image:{tmp_path}?subfolder=vae3d_sd3")
     assert type(image_mode.module).__name__ == "CVVAESD3Model"
     assert image_mode.encode(x).shape == (1, 16, 5, 2, 3)
+
+
+def test_a_folder_of_another_model_class_is_named_and_refused(tmp_path):
+    from cvvae.models.loading import CheckpointError
+
+    svd_vae_from_image_vae(tiny_image_vae()).save_pretrained(tmp_path / "svd")
+    tiny_cvvae().save_pretrained(tmp_path / "cv")
+    with pytest.raises(CheckpointError, match="holds a TemporalDecoderVAE, not an image VAE"):
+        load_autoencoder(f"image_vae:{tmp_path / 'svd'}")
+    with pytest.raises(CheckpointError, match="holds a CVVAEModel, not an SVD-style VAE"):
+        load_autoencoder(f"svd_vae:{tmp_path / 'cv'}")
+
+
+def test_a_cvvae_folder_with_deleted_tensors_lists_them_instead_of_loading_meta_tensors(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from cvvae.models.loading import CheckpointError
+
+    tiny_cvvae().save_pretrained(tmp_path / "cv")
+    weights = tmp_path / "cv" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    dropped = sorted(tensors)[:5]
+    save_file(
+        {k: v for k, v in tensors.items() if k not in dropped} | {"extra.weight": torch.zeros(1)}, weights
+    )
+    with pytest.raises(CheckpointError, match=r"does not match CVVAEModel: missing tensor\(s\): ") as err:
+        load_autoencoder(f"cvvae:{tmp_path / 'cv'}")
+    assert all(name in str(err.value) for name in dropped)
+    assert "unexpected tensor(s): extra.weight" in str(err.value)
+
+
+def test_the_missing_weights_hint_names_the_download_command_and_the_documented_folder():
+    from cvvae.models.zoo import missing_weights_message
+
+    text = missing_weights_message("cvvae", None, "vae3d")
+    assert "hf download AILab-CVC/CV-VAE --include 'vae3d/*' --local-dir data/weights/CV-VAE" in text
+    assert "huggingface-cli" not in text
