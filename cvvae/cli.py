@@ -43,11 +43,41 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXAMPLES = """examples:
+  cvvae data embedded --config config/default.yaml --out data/embedded/default
+  cvvae train --config config/default.yaml --variant dec --out results/default/runs/dec
+  cvvae evaluate --model 'cvvae:CV-VAE?subfolder=vae3d' --config config/paper.yaml --protocol paper --out eval
+  cvvae bench --random-weights --shapes 17x256x256 --dtypes fp32,bf16
+  cvvae inflate --image-vae weights/sd21/vae --out weights/cvvae_inflated
+  cvvae env                 versions, CUDA, GPUs, CPU and BLAS, to paste into a bug report
+
+`cvvae COMMAND --help` lists a command's options and their defaults."""
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends each option's default to its help, unless the help already names it or there is none to show
+    (None, False, an empty list: the option is off or required)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+        ):
+            return action.help
+        return f"{text} (default: {default})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvvae",
         description=__doc__.splitlines()[0],
-        epilog="Add --debug to any command to see the traceback of an error.",
+        epilog=EXAMPLES + "\nAdd --debug to any command to see the traceback of an error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the examples' lines
     )
     parser.add_argument("-V", "--version", action="version", version=f"cvvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -73,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     module_name, help_text = COMMANDS[name]
     try:
         module = importlib.import_module(module_name)
-        parser = argparse.ArgumentParser(prog=f"cvvae {name}", description=help_text)
+        parser = argparse.ArgumentParser(
+            prog=f"cvvae {name}", description=help_text, formatter_class=DefaultsHelpFormatter
+        )
         module.add_arguments(parser)
         args = parser.parse_args(rest)
         return int(module.run(args) or 0)

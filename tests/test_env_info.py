@@ -52,3 +52,16 @@ def test_cli_version_and_env_command(capsys):
     assert capsys.readouterr().out.strip() == f"cvvae {__version__}"
     assert main(["env", "--json"]) == 0
     assert "torch_blas" in json.loads(capsys.readouterr().out)
+
+
+def test_cli_help_has_examples_and_command_help_shows_defaults(capsys):
+    import pytest
+
+    from cvvae.cli import build_parser, main
+
+    top = build_parser().format_help()
+    assert "examples:" in top and "cvvae train --config config/default.yaml" in top and "cvvae env" in top
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 17x256x256)" in text and "(default: None)" not in text
