@@ -45,7 +45,9 @@ class MixtureSampler:
     crops and strides change between passes.
     """
 
-    def __init__(self, sources: Sequence[MixtureSource], seed: int = 0, start_step: int = 0) -> None:
+    def __init__(
+        self, sources: Sequence[MixtureSource], seed: int = 0, start_step: int = 0, executor: Any = None
+    ) -> None:
         if not sources:
             raise ValueError("MixtureSampler needs at least one source")
         names = [source.name for source in sources]
@@ -58,6 +60,8 @@ class MixtureSampler:
         self.step = 0
         self.batches_drawn = [0] * len(self.sources)
         self._permutations: dict[tuple[int, int], np.ndarray] = {}
+        # A concurrent.futures executor loads the items of a batch in parallel (same items, same order).
+        self.executor = executor
         if start_step:
             self.fast_forward(start_step)
 
@@ -96,7 +100,10 @@ class MixtureSampler:
         source = self.source_index(self.step)
         spec = self.sources[source]
         pairs = self.batch_indices(source, self.batches_drawn[source])
-        items = [self._load(spec.dataset, index, epoch) for index, epoch in pairs]
+        if self.executor is None or len(pairs) == 1:
+            items = [self._load(spec.dataset, index, epoch) for index, epoch in pairs]
+        else:
+            items = list(self.executor.map(lambda pair: self._load(spec.dataset, *pair), pairs))
         batch = collate_items(items)
         batch["source"] = spec.name
         batch["step"] = self.step

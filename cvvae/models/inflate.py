@@ -26,6 +26,9 @@ from torch import Tensor, nn
 from .cvvae import CVVAEModel
 
 TEMPORAL_ATTENTION_INITS = ("linearised", "standardised", "zero")
+# Parameters that the linearised init multiplies by ``linearised_scale``: Adam's lr-sized steps are huge for
+# them relative to their size (the trainer can give them their own lr: ``train.linearised_lr_scale``).
+LINEARISED_SCALED_PARAMETERS = ("decoder.mid.attn_1.proj_out.weight", "decoder.mid.attn_1.proj_out.bias")
 
 
 def image_vae_to_cvvae_config(vae: Any) -> dict[str, Any]:

@@ -173,6 +173,17 @@ class OptimizerConfig:
     """Gradient-norm clipping of both models; null disables it (official: 1.0)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """fp32 as in the paper, or bf16 autocast."""
+    linearised_lr_scale: float = 1.0
+    """lr multiplier of the decoder mid-block's spatial ``proj_out``, the tensor that the ``linearised``
+    temporal-attention init scales down (by ``linearised_scale``, 1e-4). Adam moves every weight by about lr
+    whatever its size, so at 1.0 that block's relative learning rate is 1/``linearised_scale`` times the
+    rest's; set it to ``linearised_scale`` to give it the same relative step (neither paper nor official code
+    has this tensor scaled, so neither has the knob)."""
+    fused_optimizer: bool = True
+    """Fused AdamW kernels where every parameter is on a CUDA device (same update rule, one launch per
+    step); ignored on CPU."""
+    channels_last: bool = False
+    """Train in channels-last(-3d) memory format (cuDNN's preferred layout for bf16 convolutions)."""
 
 
 @dataclass
@@ -226,11 +237,21 @@ class TrainConfig(OptimizerConfig):
     keep_ckpts: int = 2
     """Number of most recent checkpoints kept."""
     num_workers: int = 0
-    """Data-loading worker processes."""
+    """Loader threads that read and crop the items of upcoming batches while the GPU trains (0: the loop
+    loads each batch itself). Batches are the same whatever the number."""
+    prefetch_batches: int = 2
+    """Batches prepared ahead of the training step by the loader threads (with ``num_workers`` > 0)."""
+    cache_decoded: bool = True
+    """Keep every decoded training video and image in memory as uint8 (decoded once, then only windowed,
+    resized and cropped): the same items as decoding each time, without the decoder in the loop."""
+    val_at_start: bool = True
+    """Validate before the first step, so ``val_metrics.csv`` starts with the model's own step-0 value."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"train.steps must be >= 1, got {self.steps}")
+        if self.num_workers < 0 or self.prefetch_batches < 1:
+            raise ValueError("train.num_workers must be >= 0 and train.prefetch_batches >= 1")
         if len(self.betas) != 2:
             raise ValueError(f"train.betas must be two numbers, got {self.betas}")
         if not self.mixture:
@@ -262,6 +283,10 @@ class ImageVAETrainConfig(OptimizerConfig):
     ckpt_every: int = 500
     keep_ckpts: int = 2
     num_workers: int = 0
+    """Loader threads (see ``TrainConfig.num_workers``)."""
+    prefetch_batches: int = 2
+    cache_decoded: bool = True
+    val_at_start: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1:

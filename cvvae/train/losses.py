@@ -142,14 +142,11 @@ def generator_gan_terms(
 
 def discriminator_loss(
     discriminator: nn.Module, real: Tensor, fake: Tensor, config: LossConfig
-) -> tuple[Tensor, dict[str, float]]:
+) -> tuple[Tensor, dict[str, Tensor]]:
     """disc_factor * hinge/vanilla loss. Real and fake share one forward call (one DDP forward per step)."""
     logits = discriminator(torch.cat([real, fake]).detach())
     logits_real, logits_fake = logits.chunk(2)
     d_loss_fn = hinge_d_loss if config.disc_loss == "hinge" else vanilla_d_loss
     loss = config.disc_factor * d_loss_fn(logits_real, logits_fake)
-    logs = {
-        "logits_real": logits_real.detach().mean().item(),
-        "logits_fake": logits_fake.detach().mean().item(),
-    }
+    logs = {"logits_real": logits_real.detach().mean(), "logits_fake": logits_fake.detach().mean()}
     return loss, logs

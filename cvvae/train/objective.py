@@ -133,7 +133,9 @@ class _FramePosterior:
 @dataclass
 class StepLosses:
     total: Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, Tensor] = field(default_factory=dict)
+    """Detached scalars for the log; read them on the host only when a row is written (a read waits for
+    the GPU)."""
     terms: dict[str, Tensor] = field(default_factory=dict)
     """Unweighted loss terms with their graphs (``nll``, ``kl``, ``reg_dec``, ``reg_enc``, ``g_loss``)."""
 
@@ -180,8 +182,12 @@ class GeneratorObjective(nn.Module):
         generator: torch.Generator | None = None,
         discriminator: nn.Module | None = None,
         last_layer: Tensor | None = None,
+        noise_generator: torch.Generator | None = None,
     ) -> tuple[StepLosses, VAEForward]:
+        """``generator`` draws on the host (psi's frame choice); ``noise_generator`` (default: the same)
+        draws the posterior samples, on the model's device when it is a device generator."""
         cfg, reg = self.config, self.config.reg
+        noise = generator if noise_generator is None else noise_generator
         use_reg = cfg.kind == "cvvae"
         is_image = video.shape[2] == 1
         use_dec = use_reg and reg.lambda_dec > 0 and (reg.apply_dec_to_images or not is_image)
@@ -192,36 +198,36 @@ class GeneratorObjective(nn.Module):
         targets = self._map(video, generator) if (use_dec or use_enc) else None
         if use_enc:
             image_latents = encode_frames_with_image_vae(
-                self.image_vae, targets, use_mode=reg.enc_latent == "mode", generator=generator
+                self.image_vae, targets, use_mode=reg.enc_latent == "mode", generator=noise
             )
             enc_target = video[:, :, :1] if reg.mapping == "first" else video
-        out: VAEForward = model(video, generator=generator, image_latents=image_latents)
+        out: VAEForward = model(video, generator=noise, image_latents=image_latents)
 
         nll, rec_mean = self.rec(video, out.recon)
         total = nll
-        logs = {"nll": nll.item(), "rec": rec_mean.item(), "logvar": self.rec.logvar.item()}
+        logs = {"nll": nll.detach(), "rec": rec_mean, "logvar": self.rec.logvar.detach()}
         terms = {"nll": nll}
         if cfg.kind != "svd_vae":  # the SVD-style VAE's encoder is frozen: its KL is a constant
             kl = kl_loss(out.mean, out.logvar)
             total = total + cfg.loss.kl_weight * kl
-            logs["kl"] = kl.item()
+            logs["kl"] = kl.detach()
             terms["kl"] = kl
         if use_dec:
             latents = regularized_latents(out.latents, reg.mapping)
             decoded = decode_frames_with_image_vae(self.image_vae, latents)
             dec_loss, dec_err = self.reg_dec(targets, decoded)
             total = total + reg.lambda_dec * dec_loss
-            logs |= {"reg_dec": dec_loss.item(), "reg_dec_err": dec_err.item()}
+            logs |= {"reg_dec": dec_loss.detach(), "reg_dec_err": dec_err}
             terms["reg_dec"] = dec_loss
         if use_enc:
             enc_loss, enc_err = self.reg_enc(enc_target, out.recon_from_image_latents)
             total = total + reg.lambda_enc * enc_loss
-            logs |= {"reg_enc": enc_loss.item(), "reg_enc_err": enc_err.item()}
+            logs |= {"reg_enc": enc_loss.detach(), "reg_enc_err": enc_err}
             terms["reg_enc"] = enc_loss
         if discriminator is not None and gan_active(cfg.loss, step):
             gan = generator_gan_terms(discriminator, out.recon, nll, last_layer, cfg.loss)
             total = total + gan.d_weight * cfg.loss.disc_factor * gan.g_loss
-            logs |= {"g_loss": gan.g_loss.item(), "d_weight": gan.d_weight.item()}
+            logs |= {"g_loss": gan.g_loss.detach(), "d_weight": gan.d_weight}
             terms["g_loss"] = gan.g_loss
-        logs["loss"] = total.item()
+        logs["loss"] = total.detach()
         return StepLosses(total, logs, terms), out

@@ -19,7 +19,10 @@ from cvvae.staging import atomic_write_text
 
 IDENTITY_FILE = "run_identity.json"
 # TrainConfig keys that change neither the weights nor the logged metrics.
-BOOKKEEPING_KEYS = ("log_every", "ckpt_every", "keep_ckpts", "num_workers")
+BOOKKEEPING_KEYS = (
+    "log_every", "ckpt_every", "keep_ckpts", "num_workers", "prefetch_batches", "cache_decoded",
+    "val_at_start",
+)  # fmt: skip
 # What a run folder holds besides the identity; removed when a run starts afresh.
 RUN_CONTENTS = (
     "checkpoints",

@@ -39,8 +39,10 @@ from cvvae.train.checkpoint import (
 )
 from cvvae.train.config import DataConfig, ImageVAERunConfig, RunConfig, TrainConfig, dump_yaml, to_dict
 from cvvae.train.discriminator import NLayerDiscriminator3D
+from cvvae.train.loader import PrefetchLoader, to_device
 from cvvae.train.losses import discriminator_loss, gan_active
 from cvvae.train.objective import GeneratorObjective, TrainableVideoVAE
+from cvvae.train.optim import build_adamw, to_channels_last
 from cvvae.train.regularization import decode_frames_with_image_vae, encode_frames_with_image_vae, map_frames
 from cvvae.train.run_identity import prepare_run_dir, run_identity
 
@@ -105,10 +107,14 @@ class SyntheticMixture:
 
 
 def build_sampler(config: TrainConfig, data: DataConfig, seed: int) -> Any:
-    """The joint image/video mixture of ``config.mixture`` (or its synthetic stand-in)."""
+    """The joint image/video mixture of ``config.mixture`` (or its synthetic stand-in); with
+    ``config.cache_decoded`` its sources share one in-memory cache of decoded files."""
     if config.synthetic_data:
         return SyntheticMixture(config.mixture, seed)
     from cvvae.data import ImageDataset, MixtureSampler, MixtureSource, VideoClipDataset
+    from cvvae.data.datasets import DecodedCache
+
+    cache = DecodedCache() if config.cache_decoded else None
 
     manifest = data.manifest_path()
     if not manifest.is_file():
@@ -127,7 +133,7 @@ def build_sampler(config: TrainConfig, data: DataConfig, seed: int) -> Any:
             dataset = VideoClipDataset.from_manifest(
                 manifest, data.train_split, src.num_frames, src.stride, src.resolution, src.crop, seed, "skip"
             )
-        sources.append(MixtureSource(src.name, dataset, src.batch_size, src.weight))
+        sources.append(MixtureSource(src.name, dataset.use_cache(cache), src.batch_size, src.weight))
     return MixtureSampler(sources, seed=seed)
 
 
@@ -319,22 +325,26 @@ class Trainer:
         if config.grad_checkpointing and hasattr(model, "enable_gradient_checkpointing"):
             model.enable_gradient_checkpointing()
         self.image_vae = image_vae.to(acc.device) if image_vae is not None else None
-        self.model = TrainableVideoVAE(model, config.kind)
+        # Models sit on the device before their optimisers are built (fused AdamW checks that).
+        self.model = TrainableVideoVAE(model, config.kind).to(acc.device)
         self.objective = GeneratorObjective(config, self.image_vae).to(acc.device)
         use_disc = config.loss.disc_enabled
         self.discriminator = (
-            NLayerDiscriminator3D(3, config.loss.disc_channels, config.loss.disc_layers) if use_disc else None
+            NLayerDiscriminator3D(3, config.loss.disc_channels, config.loss.disc_layers).to(acc.device)
+            if use_disc
+            else None
         )
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        opt_kwargs = dict(betas=tuple(config.betas), eps=config.eps, weight_decay=config.weight_decay)
-        self.opt_g = torch.optim.AdamW(
-            trainable + self.objective.trainable_parameters(), lr=config.lr, **opt_kwargs
+        if config.channels_last:
+            for module in (self.model, self.discriminator, self.image_vae):
+                to_channels_last(module)
+        self.opt_g = build_adamw(
+            config, self.model.named_parameters(), self.objective.trainable_parameters(), config.lr
         )
         schedule = warmup_cosine(config.warmup_steps, config.steps, config.min_lr_ratio)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule)
         if self.discriminator is not None:
-            self.opt_d = torch.optim.AdamW(
-                self.discriminator.parameters(), lr=config.disc_lr or config.lr, **opt_kwargs
+            self.opt_d = build_adamw(
+                config, self.discriminator.named_parameters(), [], config.disc_lr or config.lr, scaled=False
             )
             self.model, self.discriminator, self.opt_g, self.opt_d = acc.prepare(
                 self.model, self.discriminator, self.opt_g, self.opt_d
@@ -342,13 +352,28 @@ class Trainer:
         else:
             self.opt_d = None
             self.model, self.opt_g = acc.prepare(self.model, self.opt_g)
-        self.sampler = build_sampler(config, data, seed + 1000 * self.rank)
+        sampler = build_sampler(config, data, seed + 1000 * self.rank)
+        on_gpu = acc.device.type == "cuda"
+        self.sampler = (
+            PrefetchLoader(sampler, config.num_workers, config.prefetch_batches, pin_memory=on_gpu)
+            if config.num_workers > 0
+            else sampler
+        )
+        # Host-side draws (the psi frame choice) use a CPU generator; the posterior noise is drawn where the
+        # model runs, so that no random tensor is copied to the GPU with a wait on every step. On CPU both
+        # are one generator, as before.
         self.generator = torch.Generator().manual_seed(seed * 7919 + self.rank)
+        self.noise_generator = (
+            torch.Generator(device=acc.device).manual_seed(seed * 7919 + self.rank + 1)
+            if on_gpu
+            else self.generator
+        )
         self.step = 0
         self.resolved_config = resolved_config
         self.metrics = CsvLog(self.run_dir / "metrics.csv", METRIC_COLUMNS)
         self.val_log = CsvLog(self.run_dir / "val_metrics.csv")
         self._stop_requested = False
+        self._window = (0, time.perf_counter())  # (first step, start time) of the current log window
 
     # -------------------------------------------------------------------------------- state
     @property
@@ -382,13 +407,19 @@ class Trainer:
             acc.unwrap_model(self.discriminator).load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
 
+    def _rank_rng(self) -> dict[str, Any]:
+        state = rng_state(self.generator)
+        if self.noise_generator is not self.generator:
+            state["noise_generator"] = self.noise_generator.get_state()
+        return state
+
     def save(self) -> Path:
         acc = self.accelerator
         return save_checkpoint(
             self.run_dir,
             self.step,
             self.state_dict() if acc.is_main_process else {},
-            rng_state(self.generator),
+            self._rank_rng(),
             self.config.keep_ckpts,
             rank=self.rank,
             barrier=acc.wait_for_everyone,
@@ -402,6 +433,8 @@ class Trainer:
         self.load_state_dict(state)
         if rank_rng is not None:
             restore_rng_state(rank_rng, self.generator)
+            if "noise_generator" in rank_rng and self.noise_generator is not self.generator:
+                self.noise_generator.set_state(rank_rng["noise_generator"])
         return True
 
     # -------------------------------------------------------------------------------- steps
@@ -417,13 +450,15 @@ class Trainer:
             if p.grad is not None:
                 p.grad = self.accelerator.reduce(p.grad, reduction="mean")
 
-    def generator_step(self, video: Tensor) -> dict[str, float]:
+    def generator_step(self, video: Tensor) -> dict[str, Tensor]:
+        """One autoencoder update; returns detached device scalars (reading them waits for the GPU)."""
         acc = self.accelerator
         disc = acc.unwrap_model(self.discriminator) if self.discriminator is not None else None
         with acc.autocast():
             losses, _ = self.objective(
-                self.model, video, self.step, self.generator, disc, self.unwrapped.last_layer()
-            )
+                self.model, video, self.step, self.generator, disc, self.unwrapped.last_layer(),
+                noise_generator=self.noise_generator,
+            )  # fmt: skip
         self.opt_g.zero_grad(set_to_none=True)
         acc.backward(losses.total)
         self._sync_loose_parameters()
@@ -431,17 +466,17 @@ class Trainer:
         self.opt_g.step()
         return losses.logs
 
-    def discriminator_step(self, video: Tensor) -> dict[str, float]:
+    def discriminator_step(self, video: Tensor) -> dict[str, Tensor]:
         acc = self.accelerator
         with torch.no_grad(), acc.autocast():
-            recon = self.model(video, generator=self.generator).recon
+            recon = self.model(video, generator=self.noise_generator).recon
         with acc.autocast():
             loss, logs = discriminator_loss(self.discriminator, video, recon, self.config.loss)
         self.opt_d.zero_grad(set_to_none=True)
         acc.backward(loss)
         self._clip(self.discriminator.parameters())
         self.opt_d.step()
-        return {"d_loss": loss.item(), **logs}
+        return {"d_loss": loss.detach(), **logs}
 
     def phases(self, step: int) -> list[str]:
         """Which updates step ``step`` makes: the official alternation once the GAN is on."""
@@ -501,7 +536,10 @@ class Trainer:
         self.write_run_files()
         if acc.is_main_process:
             self.metrics.truncate_from(self.step)
-            self.val_log.truncate_from(self.step + 1)
+            # From step 0 the log starts afresh (an earlier call may have validated step 0 already).
+            self.val_log.truncate_from(self.step + 1 if self.step else 0)
+        if cfg.val_at_start and self.step == 0:
+            self.validate()  # the starting point of this run, in its own log
         previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in STOP_SIGNALS}
         self.model.train()
         self.objective.train()
@@ -509,21 +547,21 @@ class Trainer:
         progress = tqdm(total=cfg.steps, initial=self.step, disable=not acc.is_main_process, desc="train")
         interrupted = False
         try:
+            self._window = (self.step, time.perf_counter())
             while self.step < cfg.steps:
-                tick = time.perf_counter()
                 batch = next(self.sampler)
-                video = batch["video"].to(acc.device)
-                logs: dict[str, float] = {"lr": self.sched_g.get_last_lr()[0]}
+                video = to_device(batch["video"], acc.device, cfg.channels_last)
+                logs: dict[str, Any] = {"lr": self.sched_g.get_last_lr()[0]}
                 for phase in self.phases(self.step):
                     logs |= (
                         self.generator_step(video) if phase == "generator" else self.discriminator_step(video)
                     )
                 self.sched_g.step()
-                logs["sec_per_step"] = time.perf_counter() - tick
-                self._log(batch, video, logs)
+                row = self._log(batch, video, logs)
                 self.step += 1
                 progress.update(1)
-                progress.set_postfix(loss=f"{logs.get('loss', logs.get('d_loss', 0.0)):.4g}")
+                if row is not None:
+                    progress.set_postfix(loss=row.get("loss") or row.get("d_loss"))
                 if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
                     self.validate()
                 stop = self._stop_requested or (
@@ -538,6 +576,8 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             progress.close()
+            if isinstance(self.sampler, PrefetchLoader):
+                self.sampler.close()
             self._write_data_report()
         elapsed = time.perf_counter() - started
         summary = {
@@ -553,12 +593,23 @@ class Trainer:
             self.save_final()
         return summary
 
-    def _log(self, batch: dict[str, Any], video: Tensor, logs: dict[str, float]) -> None:
+    def _log(self, batch: dict[str, Any], video: Tensor, logs: dict[str, Any]) -> dict[str, Any] | None:
+        """Write the row of a logged step. Only here are device scalars read, so the GPU is waited for once
+        every ``log_every`` steps, not on every step (``sec_per_step`` is the mean wall time over the
+        steps since the previous row)."""
         if not self.accelerator.is_main_process or self.step % self.config.log_every:
-            return
+            return None
+        values = {k: float(v) for k, v in logs.items()}  # one host read per value (after the first sync)
+        # Mean wall time per step since the previous row, measured after the GPU caught up.
+        first_step, since = getattr(self, "_window", (self.step, time.perf_counter()))
+        now = time.perf_counter()
+        values["sec_per_step"] = (now - since) / max(1, self.step + 1 - first_step)
+        self._window = (self.step + 1, now)
         phase = "+".join(self.phases(self.step))
         row = {"step": self.step, "phase": phase, "source": batch.get("source", ""), "frames": video.shape[2]}
-        self.metrics.append(row | {k: f"{v:.6g}" for k, v in logs.items()})
+        row |= {k: f"{v:.6g}" for k, v in values.items()}
+        self.metrics.append(row)
+        return row
 
     def save_final(self) -> None:
         self.accelerator.wait_for_everyone()
@@ -689,6 +740,7 @@ def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
         loss=cfg.loss, reg=RegConfig(lambda_dec=0.0, lambda_enc=0.0), log_every=cfg.log_every,
         val_every=cfg.val_every, val_clips=cfg.val_images, val_num_frames=1, val_resolution=cfg.resolution,
         ckpt_every=cfg.ckpt_every, keep_ckpts=cfg.keep_ckpts, num_workers=cfg.num_workers,
+        prefetch_batches=cfg.prefetch_batches, cache_decoded=cfg.cache_decoded, val_at_start=cfg.val_at_start,
     )  # fmt: skip
 
 
