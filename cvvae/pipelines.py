@@ -92,5 +92,7 @@ class CVVAEVideoDiffusionPipeline(StableVideoDiffusionPipeline):
         num_frames: int | None = None,
         **kwargs: Any,
     ) -> Any:
+        """``StableVideoDiffusionPipeline.__call__`` with ``num_frames`` counted in output frames (1 + 4k);
+        the output video has exactly ``num_frames`` frames."""
         latent_count = None if num_frames is None else self.latent_frames_for(num_frames)
         return super().__call__(image, height=height, width=width, num_frames=latent_count, **kwargs)
