@@ -9,6 +9,10 @@ Output folder (``out_dir``):
   decode_seconds, seconds``.
 - ``per_frame.csv``: one row per clip and frame index: ``psnr, ssim, lpips_<net>`` and ``tde`` of the
   transition into that frame (empty for frame 0). Mean PSNR by ``frame_index`` exposes chunk boundaries.
+- ``strip.json``, ``strip_gt.png``, ``strip.png`` and (with a ``LatentReference`` whose psi matches the
+  latent frames) ``strip_image_decoder.png``: the first clip's frames 0, 4, 8, ... (at most 4, at most 64 px
+  high) as ground truth, reconstruction and the image decoder on the latent frames 0, 1, 2, ...; small PNGs
+  for qualitative grids (``cvvae.notebook_utils.reconstruction_grid``).
 - ``summary.csv``: one row naming the protocol, the model and every metric implementation, with the means.
 - ``meta.json``: the same description as data, with the evaluation's identity (the model spec and the
   digests of the weights and the manifest it read); a restart checks it before resuming, so clips of another
@@ -51,6 +55,12 @@ META_JSON = "meta.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Fields of meta.json that must match for a restart to resume instead of mixing two different runs.
 RESUME_KEYS = ("protocol", "protocol_description", "dtype", "lpips_nets", "latent_reference", "identity")
+STRIP_JSON = "strip.json"
+STRIP_GT_PNG = "strip_gt.png"
+STRIP_PNG = "strip.png"
+STRIP_IMAGE_DECODER_PNG = "strip_image_decoder.png"
+STRIP_FRAMES = 4
+STRIP_MAX_SIZE = 64  # pixels of a strip's height: committed PNGs stay a few kB
 
 
 @dataclass
@@ -186,8 +196,9 @@ def _evaluate_clip(
     device: torch.device,
     dtype: torch.dtype,
     reference: LatentReference | None,
+    keep: dict[str, Tensor] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Per-clip values and per-frame arrays of one ``C T H W`` clip."""
+    """Per-clip values and per-frame arrays of one ``C T H W`` clip (its tensors stored in ``keep``)."""
     target = video.unsqueeze(0).to(device=device, dtype=torch.float32)
     with torch.no_grad():
         start = time.perf_counter()
@@ -221,7 +232,58 @@ def _evaluate_clip(
         clip.update(_compatibility(latents.float(), target, reference))
     clip.update(encode_seconds=encoded - start, decode_seconds=decoded - encoded, seconds=decoded - start)
     arrays = {name: values[0].detach().cpu().double().numpy() for name, values in per_frame.items()}
+    if keep is not None:
+        keep.update(target=target, pred=pred, latents=latents)
     return clip, arrays
+
+
+def strip_frames(num_frames: int, count: int = STRIP_FRAMES) -> list[int]:
+    """Frame indices of a strip: up to ``count`` of 0, 4, 8, ... spread over the clip (the frames that start
+    CV-VAE's latent groups, so the image decoder's latent frame j sits under frame 4j)."""
+    groups = max(num_frames - 1, 0) // 4
+    picks = np.unique(np.round(np.linspace(0, groups, min(count, groups + 1))).astype(int))
+    return [4 * int(j) for j in picks]
+
+
+def _save_strip(frames: Tensor, path: Path) -> None:
+    """``C t H W`` in [-1, 1] -> the t frames side by side as one PNG, scaled to ``STRIP_MAX_SIZE`` high."""
+    from PIL import Image
+
+    row = torch.cat(list(frames.detach().float().cpu().unbind(1)), dim=-1)
+    array = ((row.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array[..., :3])
+    height, width = frames.shape[-2:]
+    if height > STRIP_MAX_SIZE:
+        cell = round(width * STRIP_MAX_SIZE / height)
+        image = image.resize((cell * frames.shape[1], STRIP_MAX_SIZE), Image.Resampling.BOX)
+    image.save(path, optimize=True)
+
+
+def _write_strips(
+    out_dir: Path,
+    clip_id: str,
+    kept: dict[str, Tensor],
+    clip: dict[str, float],
+    reference: LatentReference | None,
+) -> None:
+    """The strips of one evaluated clip (module docs); the json is written last, so it names complete PNGs."""
+    target, pred, latents = kept["target"], kept["pred"], kept["latents"]
+    frames = strip_frames(int(target.shape[2]))
+    _save_strip(target[0, :, frames], out_dir / STRIP_GT_PNG)
+    _save_strip(pred[0, :, frames], out_dir / STRIP_PNG)
+    latent_frames = None
+    decoder_strip = out_dir / STRIP_IMAGE_DECODER_PNG
+    # a finite compat_psnr means psi's frames matched the latent frames (not a per-frame model)
+    if reference is not None and math.isfinite(clip.get("compat_psnr", math.nan)):
+        latent_frames = [f // 4 for f in frames]
+        decoded = latent_metrics.decode_latent_frames(
+            latents[:, :, latent_frames].float(), reference.decode_image
+        )
+        _save_strip(decoded[0], decoder_strip)
+    else:
+        decoder_strip.unlink(missing_ok=True)
+    info = {"clip_id": clip_id, "frames": frames, "latent_frames": latent_frames}
+    _atomic_write_text(out_dir / STRIP_JSON, json.dumps(info, indent=2) + "\n")
 
 
 def _compatibility(latents: Tensor, target: Tensor, reference: LatentReference) -> dict[str, float]:
@@ -386,7 +448,10 @@ def evaluate(
                 f"clip {clip_id} has {num_frames} frames, which {meta['model']} cannot encode (largest "
                 f"usable: {valid}); choose a protocol whose num_frames the model accepts (1 + 4k for CV-VAE)"
             )
-        clip, arrays = _evaluate_clip(autoencoder, video, usable_nets, device, dtype, latent_reference)
+        kept: dict[str, Tensor] | None = {} if index == 0 else None  # the first clip gives the strips
+        clip, arrays = _evaluate_clip(autoencoder, video, usable_nets, device, dtype, latent_reference, kept)
+        if kept is not None:
+            _write_strips(out_dir, clip_id, kept, clip, latent_reference)
         frame_rows = [
             {"clip_id": clip_id, "frame_index": t, **{k: float(v[t]) for k, v in arrays.items()}}
             for t in range(num_frames)

@@ -216,3 +216,69 @@ def test_fp16_on_the_cpu_warns(tmp_path: Path) -> None:
     # no clip is needed: the warning comes at the start (the stand-in has no fp16 kernels on the CPU)
     with pytest.warns(RuntimeWarning, match="fp16 on the CPU"):
         evaluate(StandInAutoencoder(), make_dataset(1), tmp_path, "t", lpips_nets=(), dtype="fp16", limit=0)
+
+
+def test_strip_frames_start_latent_groups() -> None:
+    from cvvae.evaluate import strip_frames
+
+    assert strip_frames(1) == [0]
+    assert strip_frames(9) == [0, 4, 8]
+    assert strip_frames(17) == [0, 4, 12, 16]
+    assert strip_frames(65) == [0, 20, 44, 64]
+    assert all(f % 4 == 0 for f in strip_frames(33))
+
+
+def test_the_first_clip_leaves_small_strips_of_fixed_frames(tmp_path: Path) -> None:
+    """Ground truth, reconstruction and image-decoder strips of clip 0 at frames 0, 4, 8; the images are the
+    clip's pixels (exact for the identity stand-in), downscaled to at most 64 px high."""
+    import numpy as np
+    from PIL import Image
+
+    from cvvae.evaluate import (
+        STRIP_GT_PNG,
+        STRIP_IMAGE_DECODER_PNG,
+        STRIP_JSON,
+        STRIP_MAX_SIZE,
+        STRIP_PNG,
+    )
+
+    reference = LatentReference(
+        decode_image=lambda z: F.interpolate(z, scale_factor=2, mode="nearest"),
+        psi=lambda v: v[:, :, ::4],
+    )
+    data = make_dataset(2, num_frames=9, size=32)
+    evaluate(
+        StandInAutoencoder(),
+        data,
+        tmp_path,
+        "tiny",
+        lpips_nets=(),
+        latent_reference=reference,
+        progress=False,
+    )
+    info = json.loads((tmp_path / STRIP_JSON).read_text())
+    assert info == {"clip_id": "clip0", "frames": [0, 4, 8], "latent_frames": [0, 1, 2]}
+    gt = np.asarray(Image.open(tmp_path / STRIP_GT_PNG))
+    assert gt.shape == (32, 3 * 32, 3)
+    expected = ((data[0]["video"][:, 4].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+    assert np.abs(gt[:, 32:64].astype(float) - expected).max() <= 1
+    assert np.array_equal(np.asarray(Image.open(tmp_path / STRIP_PNG)), gt)  # identity reconstruction
+    assert np.asarray(Image.open(tmp_path / STRIP_IMAGE_DECODER_PNG)).shape == (32, 96, 3)
+
+    # larger frames are scaled down; a per-frame model (latents not aligned with psi) has no decoder strip
+    big = tmp_path / "big"
+    reference_all = LatentReference(decode_image=lambda z: z, psi=lambda v: v)
+    evaluate(
+        StandInAutoencoder(),
+        make_dataset(1, num_frames=5, size=128),
+        big,
+        "tiny",
+        lpips_nets=(),
+        latent_reference=reference_all,
+        progress=False,
+    )
+    strip = Image.open(big / STRIP_PNG)
+    assert strip.size == (2 * STRIP_MAX_SIZE, STRIP_MAX_SIZE)
+    assert not (big / STRIP_IMAGE_DECODER_PNG).exists()
+    assert json.loads((big / STRIP_JSON).read_text())["latent_frames"] is None
+    assert (big / STRIP_PNG).stat().st_size < 40_000
