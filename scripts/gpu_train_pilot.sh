@@ -45,3 +45,6 @@ for name in "${!recipes[@]}"; do
   tail -2 "$WORK/$name.log"
   cp "$WORK/$name/val_metrics.csv" "$OUT/pilot_${name}_val.csv"
 done
+
+echo "== throughput, current recipe in channels-last layout"
+python3 scripts/bench_train.py --out "$bench" --recipes current+train.channels_last=true
