@@ -144,9 +144,29 @@ class Study:
 
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         path = self.figures_dir / f"{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        if any(ax.images for ax in fig.axes):  # photographs (reconstruction grids): full colour
+            fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        else:
+            save_plot_png(fig, path)
         plt.close(fig)
         show_image(path)
+
+
+def save_plot_png(fig: Any, path: Path, dpi: int = 110) -> None:
+    """A plot as a 256-colour PNG: lines, points and antialiased text need no more, and the file is about a
+    third of the RGB one (committed figures stay small). PIL writes no timestamp: stable bytes."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(
+            colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
+    palette.save(path, optimize=True)
 
 
 def show_image(path: Path) -> None:
@@ -512,8 +532,8 @@ def _model_order(df: pd.DataFrame) -> Any:
     return key
 
 
-def _no_data(ax: Any, what: str) -> None:
-    ax.text(0.5, 0.5, f"n/a: {what}", ha="center", va="center", transform=ax.transAxes, wrap=True)
+def _no_data(ax: Any, what: str, fontsize: float = 10) -> None:
+    ax.text(0.5, 0.5, f"n/a: {what}", ha="center", va="center", transform=ax.transAxes, fontsize=fontsize)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -569,7 +589,14 @@ def interval_figure(
                     label=None if seeds_labelled else "lowest / highest seed mean",
                 )
                 seeds_labelled = True
-    ax.set_xticks(list(positions.values()), [str(v) for v in positions], rotation=45, ha="right")
+    labels = [str(v) for v in positions]
+    long_labels = max(map(len, labels)) > 3  # model names are slanted, frame residues are not
+    ax.set_xticks(
+        list(positions.values()),
+        labels,
+        rotation=45 if long_labels else 0,
+        ha="right" if long_labels else "center",
+    )
     ax.set_xlim(-0.6, len(positions) - 0.4)
     ax.set_ylabel(axis_label(metric))
     ax.set_xlabel(xlabel if xlabel is not None else x)
@@ -841,8 +868,8 @@ def grid_figure(rows: Sequence[GridRow], frames: Sequence[int], title: str = "",
     import matplotlib.pyplot as plt
 
     if not rows:
-        fig, ax = plt.subplots(figsize=(5.0, 1.2))
-        _no_data(ax, missing or "no reconstruction strips")
+        fig, ax = plt.subplots(figsize=(7.0, 0.8))
+        _no_data(ax, missing or "no reconstruction strips", fontsize=8)
         ax.set_axis_off()
         ax.set_title(title, fontsize=9)
         return fig

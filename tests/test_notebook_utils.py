@@ -215,3 +215,19 @@ def test_reconstruction_grid_assembles_the_models_strips(study: nu.Study) -> Non
     assert len(fig.axes) == 5 * 3
     assert [ax.get_title() for ax in fig.axes[:3]] == ["frame 0", "frame 4", "frame 8"]
     assert sum(t.get_text() == "n/a" for ax in fig.axes for t in ax.texts) == 3 + 3 + 1
+
+
+def test_saved_plots_are_small_stable_palette_pngs(tmp_path: Path, study: nu.Study) -> None:
+    from PIL import Image
+
+    study.output_dir = tmp_path / "out"
+    iv = nu.clip_intervals(study.clips("video"), "psnr")
+    study.save_figure(nu.interval_figure(iv, "psnr"), "a")
+    first = (study.figures_dir / "a.png").read_bytes()
+    study.save_figure(nu.interval_figure(iv, "psnr"), "a")
+    assert (study.figures_dir / "a.png").read_bytes() == first  # byte-stable re-runs
+    assert Image.open(study.figures_dir / "a.png").mode == "P" and len(first) < 60_000
+    _write_strips(study.eval_dir("video", "cvvae"), "c0", 200, decoder=True)
+    rows, frames, _ = nu.reconstruction_grid(study, "video", ["cvvae"], "cvvae")
+    study.save_figure(nu.grid_figure(rows, frames), "grid")
+    assert Image.open(study.figures_dir / "grid.png").mode == "RGBA"  # photographs keep their colours
