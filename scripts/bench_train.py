@@ -6,7 +6,8 @@ Two recipes are measured in one run on one GPU:
   first on ``PYTHONPATH`` (``git archive e369803 cvvae config | tar -x -C .baseline``);
 * ``current``: this checkout's trainer and ``config/gpu.yaml``.
 
-Each measurement runs in its own process on seeded synthetic data (the same for both recipes) with LPIPS off
+Each measurement runs in its own process on seeded synthetic data, or with ``--data`` on the embedded dataset
+(the same for both recipes; each recipe's own loader decodes it), with LPIPS off
 and the GAN on from step 0 (the profiles start it later; the discriminator is part of most of a run's steps),
 with each recipe's own schedule: the baseline alternates autoencoder and discriminator steps, the current
 recipe updates both on every step. ``samples_per_s`` counts the clips and images that trained the
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ["model", "recipe", "batch", "samples_per_s", "steps_per_s", "gpu_util"]
+COLUMNS = ["model", "recipe", "batch", "samples_per_s", "steps_per_s", "gpu_util", "data"]
 MODELS = ("image_vae", "cvvae_dec")
 
 
@@ -99,8 +100,9 @@ class Clock:
         return batch
 
 
-def build(model: str, profile: dict[str, Any], overrides: list[str]) -> tuple[Any, Any]:
-    """(train config, trainer factory) of ``model`` with whichever ``cvvae`` is importable."""
+def build(model: str, profile: dict[str, Any], overrides: list[str], top: list[str]) -> tuple[Any, Any]:
+    """(train config, trainer factory) of ``model`` with whichever ``cvvae`` is importable; ``overrides``
+    are relative to the model's section, ``top`` to the profile."""
     import torch
 
     from cvvae.train import config as cfg
@@ -108,11 +110,11 @@ def build(model: str, profile: dict[str, Any], overrides: list[str]) -> tuple[An
 
     torch.manual_seed(0)
     if model == "image_vae":
-        run = cfg.resolve_image_vae_config(profile, [f"image_vae.{o}" for o in overrides])
+        run = cfg.resolve_image_vae_config(profile, [*top, *[f"image_vae.{o}" for o in overrides]])
         train_config = tr.image_vae_train_config(run)
         network, image_vae = tr.build_image_vae(run.model), None
     else:
-        run = cfg.resolve_cvvae_config(profile, "dec", [f"cvvae.{o}" for o in overrides])
+        run = cfg.resolve_cvvae_config(profile, "dec", [*top, *[f"cvvae.{o}" for o in overrides]])
         image_run = cfg.resolve_image_vae_config(profile, [])
         # Random weights: throughput does not depend on what the frozen image VAE has learned.
         image_vae = tr.build_image_vae(image_run.model).eval().requires_grad_(False)
@@ -125,9 +127,10 @@ def build(model: str, profile: dict[str, Any], overrides: list[str]) -> tuple[An
 
 
 def measure(
-    model: str, recipe: str, config: Path, warmup: int, steps: int, extra: list[str]
+    model: str, recipe: str, config: Path, warmup: int, steps: int, extra: list[str], data: Path | None
 ) -> dict[str, Any]:
-    """One row: train ``model`` for ``warmup + steps`` steps and time the last ``steps``."""
+    """One row: train ``model`` for ``warmup + steps`` steps and time the last ``steps``, on seeded synthetic
+    clips or, with ``data``, on the embedded dataset there (decoded by each recipe's own loader)."""
     import yaml
 
     profile = yaml.safe_load(config.read_text())
@@ -136,11 +139,12 @@ def measure(
     warmup = -(-warmup // log_every) * log_every  # windows start and end right after logged steps
     steps = -(-steps // log_every) * log_every
     overrides = [
-        "train.loss.lpips=none", "train.synthetic_data=true", "train.val_every=0",
+        "train.loss.lpips=none", f"train.synthetic_data={str(data is None).lower()}", "train.val_every=0",
         "train.ckpt_every=1000000", "train.loss.disc_enabled=true", "train.loss.disc_start=0",
         f"train.steps={warmup + steps + 2}", *extra,
     ]  # fmt: skip
-    train_config, make = build(model, profile, overrides)
+    top = [] if data is None else [f"data.root={data}"]
+    train_config, make = build(model, profile, overrides, top)
     sampler = GpuSampler()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make(Path(tmp) / "run")
@@ -159,6 +163,7 @@ def measure(
     return {
         "model": model, "recipe": recipe, "batch": sizes, "samples_per_s": f"{samples / elapsed:.2f}",
         "steps_per_s": f"{steps / elapsed:.3f}", "gpu_util": "" if util is None else f"{util:.0f}",
+        "data": "synthetic" if data is None else "embedded",
     }  # fmt: skip
 
 
@@ -179,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="CSV to append rows to")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--recipes", nargs="+", default=["baseline", "current"])
+    parser.add_argument("--data", type=Path, help="embedded dataset folder (default: synthetic clips)")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="train.KEY=VALUE (both)")
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:  # a child process: one measurement with the cvvae on PYTHONPATH
-        row = measure(args.one[0], args.one[1], args.config, args.warmup, args.steps, args.extra)
+        row = measure(args.one[0], args.one[1], args.config, args.warmup, args.steps, args.extra, args.data)
         append_row(args.out, row)
         print(json.dumps(row), flush=True)
         return 0
@@ -204,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.executable, __file__, "--one", model, recipe,
                 "--config", str(folder / "config" / "gpu.yaml"),
                 "--out", str(args.out), "--warmup", str(args.warmup), "--steps", str(args.steps),
+                *(["--data", str(args.data)] if args.data else []),
                 *[f"--set={e}" for e in args.extra + ([override] if override else [])],
             ]  # fmt: skip
             failures += subprocess.run(command, env=env, check=False).returncode != 0
