@@ -27,6 +27,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, section: str, synthetic_h
         "--restart", action="store_true", help="discard what the run directory holds and train from step 0"
     )
     parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop with a checkpoint after N steps of this call, as SIGTERM would (training in time-limited "
+        "holds of a machine); the same command continues",
+    )
+    parser.add_argument(
         "--if-changed",
         choices=["error", "restart"],
         default="error",
@@ -65,4 +73,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["cvvae.train.synthetic_data=true"] if args.synthetic else [])
     profile = load_checked_profile(args.config, overrides)
     run_config = resolve_cvvae_config(profile, args.variant, overrides)
-    return finish(train(run_config, args.out, restart=args.restart, if_changed=args.if_changed))
+    summary = train(
+        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed
+    )
+    return finish(summary)

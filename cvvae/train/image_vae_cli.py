@@ -17,4 +17,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + (["image_vae.train.synthetic_data=true"] if args.synthetic else [])
     run_config = resolve_image_vae_config(load_checked_profile(args.config, overrides), overrides)
-    return finish(train_image_vae(run_config, args.out, restart=args.restart, if_changed=args.if_changed))
+    summary = train_image_vae(
+        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed
+    )
+    return finish(summary)

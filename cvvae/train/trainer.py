@@ -295,6 +295,17 @@ def build_image_vae(model_kwargs: dict[str, Any]) -> nn.Module:
 # ------------------------------------------------------------------------------------------------ trainer
 
 
+def check_process_group(num_processes: int) -> None:
+    """Refuse a multi-process launch that accelerate runs as independent single processes: they would train
+    the same run folder concurrently. On CPUs accelerate forms a (gloo) group only when told to."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and num_processes != launched:
+        raise RuntimeError(
+            f"{launched} processes were launched but accelerate sees {num_processes}; on CPUs set "
+            "ACCELERATE_USE_CPU=true (or use `accelerate launch --cpu`), on GPUs check the CUDA devices"
+        )
+
+
 class Trainer:
     """Train one model kind with the CV-VAE objective; ``fit()`` resumes automatically."""
 
@@ -319,6 +330,7 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         acc = self.accelerator
+        check_process_group(acc.num_processes)
         self.rank = acc.process_index
         torch.manual_seed(seed + self.rank)
         np.random.seed(seed + self.rank)
