@@ -231,3 +231,32 @@ def test_saved_plots_are_small_stable_palette_pngs(tmp_path: Path, study: nu.Stu
     rows, frames, _ = nu.reconstruction_grid(study, "video", ["cvvae"], "cvvae")
     study.save_figure(nu.grid_figure(rows, frames), "grid")
     assert Image.open(study.figures_dir / "grid.png").mode == "RGBA"  # photographs keep their colours
+
+
+def test_strips_written_by_evaluate_make_a_grid(study: nu.Study) -> None:
+    """End to end: `cvvae.evaluate.evaluate` writes the strips, `reconstruction_grid` reads them."""
+    import torch.nn.functional as F
+
+    from tests.test_evaluate import StandInAutoencoder, make_dataset
+
+    reference = ev.LatentReference(
+        decode_image=lambda z: F.interpolate(z, scale_factor=2, mode="nearest"), psi=lambda v: v[:, :, ::4]
+    )
+    data = make_dataset(2, num_frames=9, size=16)
+    for model in ("cvvae", "enc"):
+        folder = study.eval_dir("video", model)
+        ev.evaluate(
+            StandInAutoencoder(),
+            data,
+            folder,
+            "video",
+            lpips_nets=(),
+            latent_reference=reference,
+            progress=False,
+        )
+    rows, frames, clip = nu.reconstruction_grid(study, "video", ["cvvae", "enc"], "cvvae")
+    assert clip == "clip0" and frames == [0, 4, 8]
+    assert [r.label.split("\n")[0] for r in rows] == ["ground truth", "cvvae", "enc", "image decoder on"]
+    assert all(cell is not None and cell.shape == (16, 16, 3) for row in rows for cell in row.cells)
+    truth = ((data[0]["video"][:, 8].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+    assert np.abs(rows[1].cells[2].astype(float) - truth).max() <= 1  # the identity model's frame 8
