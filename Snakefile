@@ -51,6 +51,15 @@ DEVICE = W.get("device", "auto")
 TIMEOUT = f"timeout {int(W['timeout_min']) * 60}s " if W.get("timeout_min") else ""
 PY = shlex.quote(sys.executable)
 CVVAE = f"{PY} -m cvvae.cli"
+# Training jobs of several processes: one per GPU through accelerate (DDP). NVLink multicast (NVLS) stays off.
+PROCESSES = int(W.get("processes", 1))
+TRAIN_CVVAE = (
+    f"NCCL_NVLS_ENABLE=0 {PY} -m accelerate.commands.launch --num_processes {PROCESSES} --multi_gpu "
+    "-m cvvae.cli"
+    if PROCESSES > 1
+    else CVVAE
+)
+TRAIN_GPUS = GPU * PROCESSES
 CONFIG = str(PROFILE_FILE)
 DATA_ROOT = P["data"]["root"]
 DATA_MANIFEST = f"{DATA_ROOT}/manifest.csv"
@@ -168,11 +177,11 @@ rule image_vae:
         f"{BENCH}/image_vae.tsv"
     threads: THREADS
     resources:
-        gpu=GPU,
+        gpu=TRAIN_GPUS,
     params:
         run_config=lambda wc: run_config_param("image_vae"),
     shell:
-        f"{ENV} {TIMEOUT}{CVVAE} train-image-vae --config {CONFIG} --out {RUNS}/image_vae --if-changed restart "
+        f"{ENV} {TIMEOUT}{TRAIN_CVVAE} train-image-vae --config {CONFIG} --out {RUNS}/image_vae --if-changed restart "
         f"> {{log}} 2>&1"
 
 
@@ -215,11 +224,11 @@ rule train:
     priority: 1
     threads: THREADS
     resources:
-        gpu=GPU,
+        gpu=TRAIN_GPUS,
     params:
         run_config=lambda wc: run_config_param(wc.run),
     shell:
-        f"{ENV} {TIMEOUT}{CVVAE} train --config {CONFIG} --variant {{wildcards.run}} {SET_IMAGE_VAE} "
+        f"{ENV} {TIMEOUT}{TRAIN_CVVAE} train --config {CONFIG} --variant {{wildcards.run}} {SET_IMAGE_VAE} "
         f"--out {RUNS}/{{wildcards.run}} --if-changed restart > {{log}} 2>&1"
 
 

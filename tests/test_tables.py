@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -187,3 +188,19 @@ def test_regenerate_command_follows_the_profile_kind() -> None:
     )
     cpu_command = report.regenerate_command({"profile": "ci", "workflow": {"gpu": False}})
     assert cpu_command == "snakemake --cores all --config profile=ci"
+
+
+def test_the_wall_time_is_measured_after_a_run_and_read_back_from_a_checkout(tmp_path) -> None:
+    results = tmp_path / "results"
+    (results / "logs").mkdir(parents=True)
+    (results / "runs").mkdir()
+    times = pd.DataFrame({"step": ["train_a", "train_b"], "seconds": [100.0, 50.0], "max_rss_mb": [1.0, 1.0]})
+    for step, end in [("train_a", 1_000.0), ("train_b", 1_200.0)]:
+        log = results / "logs" / f"{step}.log"
+        log.write_text("")
+        os.utime(log, (end, end))
+    assert report.recorded_elapsed(results, times) == 1_200.0 - 900.0  # measured, then recorded
+    (results / "runs").rmdir()  # a fresh checkout: no runs, file times reset
+    for step in ("train_a", "train_b"):
+        os.utime(results / "logs" / f"{step}.log", (5_000.0, 5_000.0))
+    assert report.recorded_elapsed(results, times) == 300.0

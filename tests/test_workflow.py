@@ -89,6 +89,17 @@ def test_gpu_rules_declare_a_gpu_only_in_gpu_profiles(profile: str, tmp_path: Pa
         assert not any("gpu=1" in r for r in resources.get(rule, set()))
 
 
+def test_multi_gpu_profiles_launch_one_process_per_gpu(tmp_path: Path) -> None:
+    result = snakemake("-n", "-p", "--cores", "2", "--config", "profile=gpu8", f"results_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    resources = _rule_resources(result.stdout)
+    assert all("gpu=8" in r for r in resources["train"] | resources["image_vae"])
+    assert all("gpu=1" in r for r in resources["evaluate"])
+    launches = [line for line in result.stdout.splitlines() if "cvvae.cli train " in line]
+    assert launches and all("--num_processes 8 --multi_gpu" in line for line in launches)
+    assert all("NCCL_NVLS_ENABLE=0" in line for line in launches)
+
+
 def test_bad_profile_is_rejected_with_the_offending_key(tmp_path: Path) -> None:
     config = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
     config["workflw"] = {}
