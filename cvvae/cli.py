@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("cvvae.data.cli", "build the embedded dataset, inspect manifests"),
     "train-image-vae": ("cvvae.train.image_vae_cli", "pretrain a small image VAE (diffusers AutoencoderKL)"),
     "train": ("cvvae.train.cli", "train a CV-VAE with latent regularisation"),
+    "train-ldm": ("cvvae.ldm.cli", "train a small latent diffusion model on the frozen image VAE's latents"),
     "evaluate": ("cvvae.evaluate", "reconstruct a dataset with an autoencoder and write metric tables"),
     "bench": ("cvvae.bench", "encode/decode time and peak memory per autoencoder"),
     "weights": ("cvvae.metrics.weights", "install metric weights (LPIPS backbones) for offline use"),

@@ -216,6 +216,10 @@ def section_errors(profile: Mapping[str, Any], notebooks_dir: Path | None = None
         errors += _check_kwargs(
             {k: v for k, v in model.items() if k not in valid}, CVVAEModel.__init__, "cvvae.model", ("self",)
         )
+    if profile.get("ldm") is not None:
+        from cvvae.ldm.config import ldm_section_errors
+
+        errors += ldm_section_errors(profile)
     evaluate = profile.get("evaluate") or {}
     models = evaluate.get("models") or {}
     for name, spec in models.items():
