@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from cvvae.metrics import latent as latent_metrics
 from cvvae.metrics import reconstruction as rec
 from cvvae.metrics import temporal
 from cvvae.metrics.weights import format_na, lpips_na_reason
+from cvvae.staging import atomic_write_text
 
 PER_CLIP_CSV = "per_clip.csv"
 PER_FRAME_CSV = "per_frame.csv"
@@ -94,19 +94,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
 # CSV files that survive interruption
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _drop_torn_tail(path: Path) -> None:
     """Remove an incomplete last line left by a crash in the middle of an append."""
     data = path.read_bytes()
@@ -120,12 +107,12 @@ def _append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         return
     new = pd.DataFrame(rows)
     if not path.is_file() or path.stat().st_size == 0:
-        _atomic_write_text(path, new.to_csv(index=False))
+        atomic_write_text(path, new.to_csv(index=False))
         return
     header = path.open().readline().rstrip("\n").split(",")
     if not set(new.columns) <= set(header):
         merged = pd.concat([pd.read_csv(path), new], ignore_index=True)
-        _atomic_write_text(path, merged.to_csv(index=False))
+        atomic_write_text(path, merged.to_csv(index=False))
         return
     text = new.reindex(columns=header).to_csv(index=False, header=False)
     with path.open("a") as f:
@@ -171,7 +158,7 @@ def _prepare_resume(out_dir: Path, meta: dict[str, Any], resume: bool, if_change
     frames = _read_csv(out_dir / PER_FRAME_CSV)
     if "clip_id" in frames and not frames["clip_id"].isin(done).all():
         kept = frames[frames["clip_id"].isin(done)]
-        _atomic_write_text(out_dir / PER_FRAME_CSV, kept.to_csv(index=False))
+        atomic_write_text(out_dir / PER_FRAME_CSV, kept.to_csv(index=False))
     return done
 
 
@@ -283,7 +270,7 @@ def _write_strips(
     else:
         decoder_strip.unlink(missing_ok=True)
     info = {"clip_id": clip_id, "frames": frames, "latent_frames": latent_frames}
-    _atomic_write_text(out_dir / STRIP_JSON, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out_dir / STRIP_JSON, json.dumps(info, indent=2) + "\n")
 
 
 def _compatibility(latents: Tensor, target: Tensor, reference: LatentReference) -> dict[str, float]:
@@ -419,7 +406,7 @@ def evaluate(
         else {"model_name": str(getattr(autoencoder, "name", ""))},
     }
     done = _prepare_resume(out_dir, meta, resume, if_changed)
-    _atomic_write_text(out_dir / META_JSON, json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out_dir / META_JSON, json.dumps(meta, indent=2) + "\n")
 
     total = len(dataset) if limit is None else min(limit, len(dataset))
     seen: set[str] = set()
@@ -462,7 +449,7 @@ def evaluate(
         bar.set_postfix(psnr=f"{clip['psnr']:.2f}")
 
     per_clip = _read_csv(out_dir / PER_CLIP_CSV)
-    _atomic_write_text(out_dir / SUMMARY_CSV, summarize(per_clip, meta).to_csv(index=False))
+    atomic_write_text(out_dir / SUMMARY_CSV, summarize(per_clip, meta).to_csv(index=False))
     return per_clip
 
 

@@ -23,3 +23,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if "slow" in item.keywords and not config.getoption("--runslow"):
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="session")
+def image_vae_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny saved diffusers AutoencoderKL: the frozen image VAE of the training tests."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[8, 8, 16, 16],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+    )
+    folder = tmp_path_factory.mktemp("image_vae") / "final"
+    vae.save_pretrained(folder)
+    return str(folder)

@@ -9,10 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-from diffusers import AutoencoderKL
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,23 +24,10 @@ def _launch(tmp_path: Path, image_vae: Path, extra: list[str], env: dict[str, st
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.fixture(scope="module")
-def image_vae(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 32, 32, 32],
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-    )
-    folder = tmp_path_factory.mktemp("image_vae")
-    vae.save_pretrained(folder)
-    return folder
-
-
-def test_two_cpu_processes_train_stop_with_a_checkpoint_and_resume(tmp_path: Path, image_vae: Path) -> None:
+def test_two_cpu_processes_train_stop_with_a_checkpoint_and_resume(
+    tmp_path: Path, image_vae_dir: str
+) -> None:
+    image_vae = Path(image_vae_dir)
     gloo = {"ACCELERATE_USE_CPU": "true"}
     first = _launch(tmp_path, image_vae, ["--stop-after", "2"], gloo, 29631)
     # each rank stops with a checkpoint and exit status 143, as after SIGTERM (the launcher then reports 1)
@@ -63,7 +46,10 @@ def test_two_cpu_processes_train_stop_with_a_checkpoint_and_resume(tmp_path: Pat
     assert (tmp_path / "run" / "final" / "config.json").is_file()
 
 
-def test_a_launch_that_accelerate_would_run_as_separate_processes_is_refused(tmp_path: Path, image_vae: Path):
+def test_a_launch_that_accelerate_would_run_as_separate_processes_is_refused(
+    tmp_path: Path, image_vae_dir: str
+):
+    image_vae = Path(image_vae_dir)
     # Without ACCELERATE_USE_CPU, accelerate forms no process group on a CPU: two unrelated runs would write
     # one folder at once.
     result = _launch(tmp_path, image_vae, [], {"ACCELERATE_USE_CPU": "false"}, 29633)

@@ -31,22 +31,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def image_vae_dir(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[8, 8, 16, 16],
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-    )
-    folder = tmp_path_factory.mktemp("image_vae") / "final"
-    vae.save_pretrained(folder)
-    return str(folder)
-
-
 def _run_config(image_vae_dir: str, variant: str = "dec", extra: list[str] | None = None):
     overrides = [f"cvvae.image_vae_path={image_vae_dir}", *TINY, *(extra or [])]
     return resolve_cvvae_config(load_profile(PROFILE), variant, overrides)
