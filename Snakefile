@@ -21,7 +21,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from cvvae.preflight import missing_inputs
-from cvvae.profile import ProfileError, load_profile
+from cvvae.profile import ProfileError, load_profile, spec_run
 from cvvae.train.config import resolve_cvvae_config, resolve_image_vae_config, to_dict
 
 min_version("8.20")
@@ -85,15 +85,6 @@ def resolve_spec(name):
     return P["evaluate"]["models"][name].replace("{runs}", RUNS)
 
 
-def run_of_spec(spec):
-    """The training run a spec lives in (`image_vae`, `inflated`, a variant), or None for an external path."""
-    path = spec.split(":", 1)[1].split("?", 1)[0]
-    prefix = f"{RUNS}/"
-    if not path.startswith(prefix):
-        return None
-    return path[len(prefix):].split("/", 1)[0]
-
-
 def run_done(run):
     """The file that marks run `run` as finished (the diffusers folder's config.json)."""
     return f"{RUNS}/{run}/final/config.json"
@@ -105,7 +96,7 @@ def check_runs():
     produced = set(W["variants"]) | ({"image_vae"} if W["train_image_vae"] else set())
     produced |= {"inflated"} if W["inflate"] else set()
     for name in P["evaluate"]["models"]:
-        run = run_of_spec(resolve_spec(name))
+        run = spec_run(P["evaluate"]["models"][name])
         if run is not None and run not in produced:
             raise WorkflowError(
                 f"evaluate.models.{name} reads run {run!r}, which profile {PROFILE} does not produce; add it to "
@@ -233,7 +224,7 @@ rule train:
 
 
 def evaluate_input(wildcards):
-    run = run_of_spec(resolve_spec(wildcards.model))
+    run = spec_run(P["evaluate"]["models"][wildcards.model])
     return [CONFIG, *DATA_INPUT, *IMAGE_VAE_INPUT, *([run_done(run)] if run else [])]
 
 

@@ -27,6 +27,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,7 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 NOT_AVAILABLE = "n/a"
+NOT_TESTABLE = "not testable"
 ONE_SEED = "one seed; run-to-run noise not measured"
 
 # Metrics reported in dB (differences printed with two decimals and the unit).
@@ -103,6 +105,12 @@ class Claim:
     """Why the test is set up as it is (e.g. where a tolerance comes from); appended to the "why"."""
     context: tuple[str, ...] = ()
     """Columns whose mean per model is shown beside the measurement (e.g. ``latent_frames``)."""
+    needs_converged: bool = True
+    """A reconstruction claim: judged only if every trained model in it converged and beat its own starting
+    point (``cvvae.convergence``); compatibility and alignment are judged at any stage of training."""
+    references: tuple[Comparison, ...] = ()
+    """Comparisons shown beside the measurement without entering the verdict (e.g. against the inflated
+    model, which is compatible by construction: what did training keep?)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,8 @@ def default_claims() -> list[Claim]:
             evidence=f"Sec. 3.2, Fig. 5; Table 2: SD2.1 decodes through CV-VAE without fine-tuning, FID "
             f"{fid_cv:g} vs {fid_2d:g}; no number for an unregularised VAE",
             comparisons=(Comparison("cvvae", "none", "compat_psnr", "video", ">"),),
+            needs_converged=False,
+            references=(Comparison("cvvae", "inflated", "compat_psnr", "video", ">"),),
         ),
         Claim(
             id="table6_dec_vs_enc",
@@ -244,6 +254,8 @@ def default_claims() -> list[Claim]:
             claim="Regularisation brings CV-VAE latents close to the image VAE's latents.",
             evidence="Sec. 3.2 (no number); the reviewers asked for evidence",
             comparisons=(Comparison("cvvae", "none", "latent_mse", "video", "<"),),
+            needs_converged=False,
+            references=(Comparison("cvvae", "inflated", "latent_mse", "video", "<"),),
         ),
     ]
 
@@ -465,11 +477,78 @@ def claim_why(results: list[Result]) -> list[str]:
     return parts
 
 
-COLUMNS = ["claim", "paper evidence", "our measurement", "verdict", "why"]
+COLUMNS = ["claim", "paper evidence", "our measurement", "verdict", "why", "runs"]
 
 
-def claims_table(results_dir: str | Path, claims: list[Claim] | None = None) -> pd.DataFrame:
-    """One row per claim: the claim, the paper's evidence, our measurement, the verdict and why."""
+@dataclass(frozen=True)
+class Training:
+    """What the profile trained: model name -> its run, and model name -> the model it started from."""
+
+    runs: dict[str, str]
+    starts: dict[str, str]
+
+    @classmethod
+    def of_profile(cls, profile: dict[str, Any]) -> Training:
+        """From the profile's model specs: CV-VAE runs start from the inflated model, the SVD-style VAE from
+        the image VAE (it decodes like it at step 0)."""
+        from cvvae.profile import model_runs
+
+        runs = model_runs(profile)
+        kinds = {name: spec.split(":", 1)[0] for name, spec in profile["evaluate"]["models"].items()}
+
+        def evaluated_as(kind: str, run: str) -> str | None:
+            return next((n for n, r in runs.items() if r == run and kinds[n] == kind), None)
+
+        inflated, image_vae = evaluated_as("cvvae", "inflated"), evaluated_as("image_vae", "image_vae")
+        starts = {}
+        for name, run in runs.items():
+            start = {"cvvae": inflated, "svd_vae": image_vae}.get(kinds[name])
+            if start and start != name and run not in ("inflated", "image_vae"):
+                starts[name] = start
+        return cls(runs, starts)
+
+
+def _models_of(results_dir: Path, claim: Claim) -> list[tuple[str, str]]:
+    """(model, protocol) of every evaluation a claim reads, seed re-runs included."""
+    found = []
+    for c in claim.comparisons:
+        for model in (c.a, c.b):
+            for seed in seed_variants(results_dir, c.protocol, model):
+                found.append((model if seed == 0 else f"{model}_seed{seed}", c.protocol))
+    return list(dict.fromkeys(found))
+
+
+def training_gate(results_dir: Path, claim: Claim, training: Training) -> tuple[list[str], list[str]]:
+    """(reasons the claim is not testable, status line of each trained run it reads)."""
+    from cvvae import convergence
+
+    reasons, statuses = [], []
+    for model, protocol in _models_of(results_dir, claim):
+        run = training.runs.get(model)
+        if run is None or run == "inflated":
+            continue  # weights from elsewhere, or the untrained starting point itself
+        status = convergence.run_status(
+            run, convergence.run_log(results_dir, run), convergence.tolerance_for(run)
+        )
+        statuses.append(status.describe())
+        if not status.converged:
+            reasons.append(f"{model} ({run}) has not converged: {status.reason}")
+        start = training.starts.get(model)
+        if start is not None and seed_variants(results_dir, protocol, start):
+            beat = evaluate_comparison(results_dir, Comparison(model, start, "psnr", protocol, ">"))
+            if beat.verdict != REPRODUCED:
+                reasons.append(
+                    f"{model} does not beat its starting point on {protocol}: {measurement_text(beat)}"
+                )
+    return list(dict.fromkeys(reasons)), list(dict.fromkeys(statuses))
+
+
+def claims_table(
+    results_dir: str | Path, claims: list[Claim] | None = None, training: Training | None = None
+) -> pd.DataFrame:
+    """One row per claim: the claim, the paper's evidence, our measurement, the verdict, why, and the
+    convergence of the runs it reads. With ``training`` (what the profile trained), a reconstruction claim
+    about a run that has not converged or not beaten its starting point is ``not testable``."""
     results_dir = Path(results_dir)
     rows = []
     for claim in claims if claims is not None else default_claims():
@@ -479,7 +558,17 @@ def claims_table(results_dir: str | Path, claims: list[Claim] | None = None) -> 
         if claim.note:
             whys.append(claim.note)
         measured = [measurement_text(r) for r in results]
+        measured += [
+            f"reference {measurement_text(evaluate_comparison(results_dir, c))}" for c in claim.references
+        ]
         measured += context_text(results_dir, claim)
+        runs = "n/a (which runs were trained is unknown without the profile)"
+        if training is not None:
+            reasons, statuses = training_gate(results_dir, claim, training)
+            runs = "; ".join(statuses) or "no trained run"
+            if claim.needs_converged and reasons and verdict != NOT_AVAILABLE:
+                verdict = NOT_TESTABLE
+                whys = [*reasons, f"measured anyway: {combine(results)}"]
         rows.append(
             {
                 "claim": f"{claim.id}: {claim.claim}",
@@ -487,6 +576,7 @@ def claims_table(results_dir: str | Path, claims: list[Claim] | None = None) -> 
                 "our measurement": "; ".join(measured),
                 "verdict": verdict,
                 "why": "; ".join(whys),
+                "runs": runs,
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -499,17 +589,23 @@ HOW_DECIDED = (
     "opposite sign and the CI excludes 0; `inconclusive`: the seeds disagree, the CI contains 0 or there "
     f"are fewer than {MIN_CLIPS} clips; `n/a`: a model or metric was not evaluated. `table1_gap` tests a "
     "margin instead of 0 (the paper's gap plus a tolerance). A claim with several comparisons is reproduced "
-    "only if each one is, and not reproduced if any one is not."
+    "only if each one is, and not reproduced if any one is not. `not testable`: a reconstruction claim "
+    "whose trained models have not converged (a step-0 validation, a final value above it and a plateau: at "
+    "most 0.2 dB gained over the last 20% of steps, 0.1 dB for the image VAE) or do not beat their starting "
+    "point (paired, as above): it would describe the training recipe, not the method. Compatibility and "
+    "latent alignment are judged at any stage and shown beside the inflated model, aligned by construction."
 )
 
 
-def write_claims(results_dir: str | Path, out_dir: str | Path | None = None) -> pd.DataFrame:
+def write_claims(
+    results_dir: str | Path, out_dir: str | Path | None = None, training: Training | None = None
+) -> pd.DataFrame:
     """Judge the claims on ``results_dir`` and write ``tables/claims.csv`` and ``.md`` under ``out_dir``
     (default: ``results_dir``); return the table."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} not found; run the workflow first")
-    df = claims_table(results_dir)
+    df = claims_table(results_dir, training=training)
     tables.write_table(
         df, Path(out_dir or results_dir) / "tables", TABLE_NAME, caption="Claim-by-claim verdict",
         notes=[HOW_DECIDED],
@@ -520,8 +616,16 @@ def write_claims(results_dir: str | Path, out_dir: str | Path | None = None) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cvvae.claims", description=__doc__.splitlines()[0])
     parser.add_argument("--results", required=True, type=Path, help="results folder, e.g. results/default")
+    parser.add_argument(
+        "--config", type=Path, help="the profile (config/<profile>.yaml): judges convergence of its runs"
+    )
     args = parser.parse_args(argv)
-    df = write_claims(args.results)
+    training = None
+    if args.config is not None:
+        from cvvae.profile import load_profile
+
+        training = Training.of_profile(load_profile(args.config))
+    df = write_claims(args.results, training=training)
     print(tables.to_markdown(df))
     return 0
 

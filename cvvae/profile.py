@@ -243,6 +243,21 @@ def section_errors(profile: Mapping[str, Any], notebooks_dir: Path | None = None
     return errors
 
 
+def spec_run(spec: str) -> str | None:
+    """The training run of the profile that a model spec reads (``cvvae:{runs}/dec/final`` -> ``dec``), or
+    None for weights from elsewhere (released checkpoints)."""
+    path = spec.split(":", 1)[1].split("?", 1)[0] if ":" in spec else ""
+    if not path.startswith("{runs}/"):
+        return None
+    return path[len("{runs}/") :].split("/", 1)[0]
+
+
+def model_runs(profile: Mapping[str, Any]) -> dict[str, str]:
+    """Model name -> the training run it is evaluated from, for every model the profile trains."""
+    models = (profile.get("evaluate") or {}).get("models") or {}
+    return {name: run for name, spec in models.items() if (run := spec_run(spec)) is not None}
+
+
 def _parse_named_spec(parse_spec: Any, spec: str, name: str) -> None:
     try:
         parse_spec(spec.replace("{runs}", "runs"))

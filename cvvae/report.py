@@ -125,9 +125,11 @@ def _environment(*folders: Path) -> str:
     return f"python {platform.python_version()}, {platform.machine()}, {platform.system()}"
 
 
-def claims_section(results: Path, out: Path | None = None) -> list[str]:
-    """The claim-by-claim verdict (also written to ``<out>/tables/claims.csv`` / ``.md``) as README lines."""
-    df = claims.write_claims(results, out)
+def claims_section(results: Path, out: Path | None = None, profile: dict | None = None) -> list[str]:
+    """The claim-by-claim verdict (also written to ``<out>/tables/claims.csv`` / ``.md``) as README lines;
+    with the profile, reconstruction claims on runs that have not converged are ``not testable``."""
+    training = claims.Training.of_profile(profile) if profile is not None else None
+    df = claims.write_claims(results, out, training)
     return [
         "## Claim-by-claim verdict",
         "",
@@ -172,7 +174,7 @@ def build_report(config_path: Path, results: Path, out: Path | None = None) -> s
         f"Regenerate with `{regenerate_command(profile)}` (profile: `{config_path}`).",
         "Each table names its protocol; `n/a` marks a number that could not be computed and says why.",
         "",
-        *claims_section(results, out),
+        *claims_section(results, out, profile),
         *notes_section(results),
     ]
     by_section: dict[str, list[Path]] = {}

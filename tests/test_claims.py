@@ -228,3 +228,84 @@ def test_clips_are_paired_by_id_not_by_row(tmp_path: Path) -> None:
     diffs = claims.paired_differences(tmp_path, claims.Comparison("a", "b", "psnr"))
     assert list(diffs.index) == CLIPS[:8]
     assert np.allclose(diffs.iloc[:, 0], 1.0)
+
+
+# ------------------------------------------------------------------ verdicts only on converged runs
+
+
+def write_val_log(results: Path, run: str, steps: list[int], psnr: list[float]) -> None:
+    folder = results / "runs_meta" / run
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"step": steps, "psnr_video": psnr}).to_csv(folder / "val_metrics.csv", index=False)
+
+
+@pytest.mark.parametrize(
+    ("steps", "psnr", "converged", "reason"),
+    [
+        ([0, 500, 1000], [20.0, 22.0, 22.1], True, "+0.10 dB over the last 20%"),
+        ([250, 500, 1000], [20.0, 22.0, 22.1], False, "no step-0 validation"),
+        ([0, 500, 1000], [20.0, 18.0, 19.5], False, "ended below its starting point (20.00 -> 19.50 dB)"),
+        ([0, 500, 800, 1000], [20.0, 21.0, 21.5, 22.0], False, "still improving (+0.50 dB"),
+    ],
+)
+def test_a_run_converged_when_it_ends_above_its_start_on_a_plateau(tmp_path, steps, psnr, converged, reason):
+    from cvvae import convergence
+
+    write_val_log(tmp_path, "dec", steps, psnr)
+    status = convergence.run_status("dec", convergence.run_log(tmp_path, "dec"))
+    assert status.converged is converged and reason in status.reason
+    assert convergence.run_status("x", None).reason == "no validation log"
+
+
+def test_reconstruction_claims_get_no_verdict_on_runs_that_did_not_converge(tmp_path: Path) -> None:
+    b = base_psnr()
+    write_clips(tmp_path, "video", "cvvae", psnr=b + 1.0 + noise(0))
+    write_clips(tmp_path, "video", "enc", psnr=b + noise(1))
+    write_clips(tmp_path, "video", "inflated", psnr=b - 2.0 + noise(2))
+    training = claims.Training(
+        runs={"cvvae": "dec", "enc": "enc"}, starts={"cvvae": "inflated", "enc": "inflated"}
+    )
+    claim = claims.Claim("t6", "dec beats enc", "none", (claims.Comparison("cvvae", "enc", "psnr"),))
+    write_val_log(tmp_path, "dec", [0, 500, 1000], [18.0, 22.0, 22.1])
+    write_val_log(tmp_path, "enc", [0, 500, 1000], [18.0, 19.0, 21.0])  # still rising
+    row = claims.claims_table(tmp_path, [claim], training).iloc[0]
+    assert row["verdict"] == claims.NOT_TESTABLE
+    assert "enc (enc) has not converged: still improving" in row["why"]
+    assert "measured anyway: reproduced" in row["why"]
+    assert "dec: converged" in row["runs"] and "enc: not converged" in row["runs"]
+
+    write_val_log(tmp_path, "enc", [0, 500, 1000], [18.0, 21.0, 21.05])
+    assert claims.claims_table(tmp_path, [claim], training).iloc[0]["verdict"] == claims.REPRODUCED
+    # without the profile's training record nothing is gated, and the table says so
+    assert "unknown without the profile" in claims.claims_table(tmp_path, [claim]).iloc[0]["runs"]
+
+
+def test_a_run_below_its_starting_point_makes_the_claim_not_testable(tmp_path: Path) -> None:
+    b = base_psnr()
+    write_clips(tmp_path, "video", "cvvae", psnr=b + noise(0))
+    write_clips(tmp_path, "video", "none", psnr=b - 1.0 + noise(1))
+    write_clips(tmp_path, "video", "inflated", psnr=b + 2.0 + noise(2))  # training lost 2 dB
+    for run in ("dec", "none"):
+        write_val_log(tmp_path, run, [0, 500, 1000], [18.0, 22.0, 22.1])
+    training = claims.Training(
+        runs={"cvvae": "dec", "none": "none"}, starts={"cvvae": "inflated", "none": "inflated"}
+    )
+    reconstruction = claims.Claim(
+        "r", "dec beats none", "none", (claims.Comparison("cvvae", "none", "psnr"),)
+    )
+    compatibility = claims.Claim(
+        "c", "dec beats none", "none", (claims.Comparison("cvvae", "none", "psnr"),), needs_converged=False
+    )
+    rows = claims.claims_table(tmp_path, [reconstruction, compatibility], training)
+    assert rows.iloc[0]["verdict"] == claims.NOT_TESTABLE
+    assert "cvvae does not beat its starting point on video: cvvae - inflated" in rows.iloc[0]["why"]
+    assert rows.iloc[1]["verdict"] == claims.REPRODUCED  # judged at any stage of training
+
+
+def test_the_profile_says_which_model_starts_from_which() -> None:
+    profile = yaml.safe_load((Path(__file__).parents[1] / "config" / "gpu.yaml").read_text())
+    training = claims.Training.of_profile(profile)
+    assert training.runs["cvvae"] == "dec" and training.runs["cvvae_seed1"] == "dec_seed1"
+    assert training.starts["cvvae"] == "inflated" and training.starts["svd_vae"] == "image_vae"
+    assert "inflated" not in training.starts and "image_vae" not in training.starts
+    assert "uniform_sampling" not in training.starts  # the image VAE's run, not a trained video model

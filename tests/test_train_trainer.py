@@ -302,3 +302,27 @@ def test_unreadable_training_files_are_counted_in_the_run_folder(image_vae_dir, 
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert summary["skipped_loads"] == report["skipped_loads"] >= 1
     assert report["sources"]["img"]["bad_files"] == [str(data / "broken.png")]
+
+
+def test_the_same_config_trains_the_same_svd_style_vae_twice(tmp_path) -> None:
+    # Its temporal layers are initialised from the global generator, which must be seeded by the run.
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    wide = AutoencoderKL(
+        block_out_channels=[32, 32, 32, 32],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+    )
+    wide.save_pretrained(tmp_path / "image_vae")
+    run = _run_config(str(tmp_path / "image_vae"), "svd_vae", ["cvvae.train.steps=2"])
+    weights = []
+    for name in ("first", "second"):
+        torch.rand(7)  # whatever ran before in the process must not matter
+        train(run, tmp_path / name)
+        weights.append(load_file(tmp_path / name / "final" / "diffusion_pytorch_model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -731,6 +731,9 @@ def train(
     """Train a CV-VAE (or the SVD-style VAE) as ``run`` says; resumes from a checkpoint in ``run_dir`` made
     with the same config (see ``Trainer.fit`` for ``restart`` and ``if_changed``)."""
     image_vae = load_image_vae(run.image_vae_path, run.image_vae_subfolder)
+    # Layers the image VAE does not provide (the SVD-style VAE's temporal ones) draw their initial weights
+    # from the global generator: seed it, or two runs of one config start from different weights.
+    torch.manual_seed(run.seed)
     model = build_video_model(run, image_vae)
     trainer = Trainer(run.train, run.data, run.seed, run_dir, model, image_vae, run)
     return trainer.fit(stop_after=stop_after, restart=restart, if_changed=if_changed)
