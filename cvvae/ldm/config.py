@@ -153,6 +153,9 @@ class LDMScoreConfig:
     """Images per call of the feature network."""
     grid_samples: int = 8
     """Samples shown in each decoder's grid strip."""
+    lpips_net: Literal["alex", "vgg", "none"] = "alex"
+    """Backbone of the pairwise LPIPS to the reference decoder's image of the same latent (n/a when its
+    weights are not installed: ``cvvae weights lpips``); ``none`` skips it."""
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0 or self.kid_subsets < 1 or self.kid_subset_size < 2 or self.grid_samples < 1:

@@ -16,7 +16,8 @@ from cvvae.ldm.score import METRICS_FILE
 
 TABLE_COLUMNS = [
     "decoder", "samples", "reference_images", "fid", "fid_lo", "fid_hi", "delta_fid", "delta_fid_lo",
-    "delta_fid_hi", "kid", "kid_lo", "kid_hi", "delta_kid", "psnr_vs_reference", "max_abs_diff", "note",
+    "delta_fid_hi", "kid", "kid_lo", "kid_hi", "delta_kid", "psnr_vs_reference", "lpips_alex_vs_reference",
+    "lpips_vgg_vs_reference", "max_abs_diff", "note",
 ]  # fmt: skip
 
 
@@ -39,8 +40,10 @@ def read_generative(results_dir: str | Path) -> Generative:
     if not (folder / METRICS_FILE).is_file():
         note = f"{folder / METRICS_FILE} not found (train-ldm, then python -m cvvae.ldm sample/decode/score)"
         return Generative(folder, empty, missing=[note])
-    raw = pd.read_csv(folder / METRICS_FILE)
-    out = Generative(folder, raw.reindex(columns=TABLE_COLUMNS))
+    raw = pd.read_csv(folder / METRICS_FILE, keep_default_na=False, na_values=[""])
+    if "note" in raw:
+        raw["note"] = raw["note"].fillna("")  # an empty note is no note, not a missing value
+    out = Generative(folder, raw[[c for c in TABLE_COLUMNS if c in raw.columns]])
     out.feature_network = str(raw["feature_network"].iloc[0]) if len(raw) else "n/a"
     out.reference_decoder = str(raw["reference_decoder"].iloc[0]) if len(raw) else ""
     out.missing += [

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
+from torch import Tensor
 
 from cvvae.ldm.config import LDMScoreConfig
 from cvvae.ldm.decode import DECODED, REFERENCE, read_pngs
 from cvvae.metrics.generation import FeatureNetworkMissing
 from cvvae.metrics.generative_fid import FeatureNetwork, compare_decoders, features, pair_summary
+from cvvae.metrics.weights import LPIPSWeightsMissing
 
 METRICS_FILE = "metrics.csv"
 SET_COLUMNS = ("fid", "fid_lo", "fid_hi", "kid", "kid_lo", "kid_hi", "delta_fid", "delta_fid_lo",
@@ -69,11 +72,20 @@ def score_folder(
             real, fakes, reference_decoder, config.bootstrap, config.kid_subsets, config.kid_subset_size
         ):
             rows[row["decoder"]].update(row)
+    lpips_reason = None if config.lpips_net != "none" else "switched off (ldm.score.lpips_net: none)"
     for name in names:
         rows[name].update(pair_summary(images[name], images[reference_decoder]))
+        value = math.nan
+        if lpips_reason is None:
+            try:
+                value = pair_lpips(images[name], images[reference_decoder], config.lpips_net, device)
+            except LPIPSWeightsMissing as err:
+                lpips_reason = f"LPIPS weights not installed: {err}"
+        rows[name][f"lpips_{config.lpips_net}_vs_reference"] = value
         rows[name]["reference_decoder"] = reference_decoder
         rows[name]["feature_network"] = network_name or "n/a"
-        rows[name]["note"] = f"n/a: {reason}" if reason else ""
+        notes = [f"n/a: {text}" for text in (reason, lpips_reason) if text]
+        rows[name]["note"] = "; ".join(notes)
         for column in SET_COLUMNS:
             rows[name].setdefault(column, math.nan)
     table = pd.DataFrame(list(rows.values()))
@@ -84,3 +96,15 @@ def score_folder(
             json.dumps(json.loads(sampling.read_text())["sampling"], indent=2)
         )
     return table
+
+
+def pair_lpips(a: Tensor, b: Tensor, net: str, device: str = "cpu", batch_size: int = 32) -> float:
+    """Mean LPIPS between two decoders' uint8 images of the same latents (``LPIPSWeightsMissing`` without
+    the backbone's weights)."""
+    from cvvae.metrics.reconstruction import lpips_per_frame
+
+    values = [
+        lpips_per_frame(x.to(device).float() / 127.5 - 1, y.to(device).float() / 127.5 - 1, net)
+        for x, y in zip(a.split(batch_size), b.split(batch_size), strict=True)
+    ]
+    return float(torch.cat([v.flatten() for v in values]).mean())

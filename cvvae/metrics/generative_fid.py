@@ -16,8 +16,10 @@ FID is the Fréchet distance of Gaussians fitted to the features (float64, ``sci
 ``cvvae.metrics.stats``). KID is the unbiased squared MMD, cubic polynomial kernel, over random subsets.
 Intervals: the decoders decode the same latents, so sample ``i`` of every decoder comes from latent ``i``;
 bootstrap draws resample the sample indices (the same for every decoder) and the reference images, giving
-paired intervals of each FID and of its difference to the reference decoder (basic bootstrap, which corrects
-the upward shift that duplicated samples give FID). KID intervals are the 2.5-97.5 % range of the subset
+paired intervals of each FID and of its difference to the reference decoder. They are normal bootstrap
+intervals, point +- 1.96 bootstrap standard deviations: resampling with replacement duplicates samples, which
+shifts every bootstrap FID upwards, so percentile intervals would sit above the estimate; the spread is what
+the draws measure well. KID intervals are the 2.5-97.5 % range of the subset
 estimates (subsets drawn without replacement, the same for every decoder): the spread at the subset size,
 wider than the uncertainty of their mean. Without the network every value is n/a with the reason, never a
 substitute network.
@@ -185,12 +187,12 @@ def draw_kid_subsets(
     ]
 
 
-def _basic_interval(point: float, draws: np.ndarray) -> tuple[float, float]:
-    """Basic (reverse-percentile) 95 % bootstrap interval."""
-    if len(draws) == 0:
+def _normal_interval(point: float, draws: np.ndarray) -> tuple[float, float]:
+    """95 % normal bootstrap interval: ``point`` +- 1.96 standard deviations of the draws."""
+    if len(draws) < 2:
         return math.nan, math.nan
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return float(2 * point - high), float(2 * point - low)
+    half = 1.959964 * float(np.std(draws, ddof=1))
+    return point - half, point + half
 
 
 def compare_decoders(
@@ -226,9 +228,9 @@ def compare_decoders(
         kid_delta = kids[name] - kids[reference]
         rows.append({
             "decoder": name, "samples": n_fake, "reference_images": n_real,
-            "fid": points[name], **_named("fid", _basic_interval(points[name], fid_draws)),
+            "fid": points[name], **_named("fid", _normal_interval(points[name], fid_draws)),
             "kid": float(kids[name].mean()), **_named("kid", _spread(kids[name])),
-            "delta_fid": delta, **_named("delta_fid", _basic_interval(delta, fid_draws - ref_draws)),
+            "delta_fid": delta, **_named("delta_fid", _normal_interval(delta, fid_draws - ref_draws)),
             "delta_kid": float(kid_delta.mean()), **_named("delta_kid", _spread(kid_delta)),
             "bootstrap": bootstrap, "kid_subsets": len(subsets), "kid_subset_size": len(subsets[0][0]),
         })  # fmt: skip
