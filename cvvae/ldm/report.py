@@ -38,7 +38,10 @@ def read_generative(results_dir: str | Path) -> Generative:
     folder = Path(results_dir) / "generative"
     empty = pd.DataFrame(columns=TABLE_COLUMNS)
     if not (folder / METRICS_FILE).is_file():
-        note = f"{folder / METRICS_FILE} not found (train-ldm, then python -m cvvae.ldm sample/decode/score)"
+        # Relative to the results folder, so the note reads the same wherever the folder is.
+        note = (
+            f"generative/{METRICS_FILE} not found (train-ldm, then python -m cvvae.ldm sample/decode/score)"
+        )
         return Generative(folder, empty, missing=[note])
     raw = pd.read_csv(folder / METRICS_FILE, keep_default_na=False, na_values=[""])
     if "note" in raw:
@@ -54,7 +57,7 @@ def read_generative(results_dir: str | Path) -> Generative:
         if path.is_file():
             out.grids[name] = np.asarray(Image.open(path).convert("RGB"))
         else:
-            out.missing.append(f"grid {path} not found")
+            out.missing.append(f"grid generative/{GRIDS}/{name}.png not found")
     return out
 
 
