@@ -16,10 +16,11 @@ from diffusers import AutoencoderKL
 from PIL import Image
 
 from cvvae import cli
+from cvvae.ldm.__main__ import main as ldm_main
 from cvvae.ldm.config import LDMSampleConfig, LDMScoreConfig, resolve_ldm_config
-from cvvae.ldm.decode import GRIDS, decode_to_folder, read_pngs, write_reference
+from cvvae.ldm.decode import GRIDS, decode_to_folder, read_pngs
 from cvvae.ldm.models import load_model
-from cvvae.ldm.sample import load_latents, sample_latents, sample_to_file
+from cvvae.ldm.sample import load_latents, sample_latents
 from cvvae.ldm.score import score_folder
 from cvvae.ldm.train import LDMTrainer, train_ldm
 from cvvae.profile import ProfileError, read_profile, validate_profile
@@ -169,26 +170,42 @@ def test_end_to_end_train_sample_decode_score_and_the_notebook(image_vae_dir, da
     config.write_text(yaml.safe_dump(profile))
     assert cli.main(["train-ldm", "--config", str(config), "--out", str(tmp_path / "run")]) == 0
     out = tmp_path / "generative"
-    settings = LDMSampleConfig(num_samples=8, seed=0, steps=2, batch_size=4)
-    latents_file = sample_to_file(tmp_path / "run" / "final", out / "latents.safetensors", settings, "cpu")
-    latents, meta = load_latents(latents_file)
+    common = [
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--set",
+        "ldm.score.grid_samples=4",
+    ]
+    sampling = [
+        "--set",
+        "ldm.sample.num_samples=8",
+        "--set",
+        "ldm.sample.steps=2",
+        "--set",
+        "ldm.sample.batch_size=4",
+    ]
+    assert ldm_main(["sample", *common, *sampling, "--model", str(tmp_path / "run" / "final")]) == 0
+    latents, meta = load_latents(out / "latents.safetensors")
     assert latents.shape == (8, 4, 4, 4) and torch.isfinite(latents).all()
     assert meta["seed"] == "0" and meta["scheduler"] == "ddim" and meta["steps"] == "2"
     assert float(meta["scaling_factor"]) > 0
     # Decoders: the image VAE, the same again, and an inflated CV-VAE in image mode.
     vae = AutoencoderKL.from_pretrained(image_vae_dir)
     inflate_from_image_vae(vae).save_pretrained(tmp_path / "inflated")
-    decoders = {"image_vae": f"image_vae:{image_vae_dir}", "image_vae_copy": f"image_vae:{image_vae_dir}",
-                "inflated": f"cvvae_image:{tmp_path / 'inflated'}"}  # fmt: skip
+    decoders = {"image_vae": f"image_vae:{image_vae_dir}", "inflated": f"cvvae_image:{tmp_path / 'inflated'}"}
     for name, spec in decoders.items():
         images = decode_to_folder(out, name, load_autoencoder(spec), spec=spec, grid_samples=4)
         assert images.shape == (8, 3, 32, 32) and images.dtype == torch.uint8
+    # The same image VAE again, through the command line: an identical decoder.
+    assert ldm_main(["decode", *common, "--decoder", f"image_vae_copy=image_vae:{image_vae_dir}"]) == 0
     assert torch.equal(read_pngs(out / "decoded" / "inflated"), images)  # the PNGs hold the decoded bytes
     grid = Image.open(out / GRIDS / "inflated.png")
     assert grid.size == (4 * 32, 32)
-    from cvvae.ldm.data import centre_crops
-
-    write_reference(out, centre_crops(resolve_ldm_config(profile).data, "val", 32, 100), grid_samples=4)
+    assert ldm_main(["reference", *common]) == 0
     assert len(read_pngs(out / "reference")) == 5
     table = score_folder(out, network=_stand_in_features, network_name="stand-in",
                          config=LDMScoreConfig(bootstrap=5, kid_subsets=4, kid_subset_size=4))  # fmt: skip
