@@ -63,13 +63,8 @@ TRAIN_GPUS = GPU * PROCESSES
 CONFIG = str(PROFILE_FILE)
 DATA_ROOT = P["data"]["root"]
 DATA_MANIFEST = f"{DATA_ROOT}/manifest.csv"
-NOTEBOOKS = [
-    "01_reconstruction",
-    "02_regularization_ablation",
-    "03_flicker_analysis",
-    "04_svd_comparison",
-    "05_latent_alignment",
-]
+# Every notebook of notebooks/ is part of the study (a notebook without inputs of its profile says n/a).
+NOTEBOOKS = sorted(p.stem for p in Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
 # Torch threads follow the job's thread count, so parallel jobs do not oversubscribe the cores.
 ENV = "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} PYTHONHASHSEED=0"
 
@@ -140,10 +135,17 @@ rule all:
         f"{RESULTS}/README.md",
 
 
+# Rules depend on the part of the profile they read, as a `params` value (Snakemake reruns a job when its
+# params change), not on the profile file: editing one variant reruns that variant's branch only.
+def section_param(*keys):
+    value = P
+    for key in keys:
+        value = (value or {}).get(key)
+    return json.dumps(value, sort_keys=True)
+
+
 rule data:
     """Build the embedded dataset (real media shipped inside installed packages plus procedural video)."""
-    input:
-        CONFIG,
     output:
         DATA_MANIFEST,
     log:
@@ -151,6 +153,8 @@ rule data:
     benchmark:
         f"{BENCH}/data.tsv"
     threads: THREADS
+    params:
+        embedded=section_param("data", "embedded"),
     shell:
         f"{ENV} {TIMEOUT}{CVVAE} data embedded --config {CONFIG} --out {DATA_ROOT} > {{log}} 2>&1"
 
@@ -158,7 +162,6 @@ rule data:
 rule image_vae:
     """Pretrain the small image VAE that stands in for the SD2.1 VAE at small scale."""
     input:
-        CONFIG,
         DATA_INPUT,
     output:
         run_done("image_vae"),
@@ -179,7 +182,6 @@ rule image_vae:
 rule inflate:
     """The inflated, untrained CV-VAE: reconstructs images exactly, videos not yet."""
     input:
-        CONFIG,
         IMAGE_VAE_INPUT,
     output:
         run_done("inflated"),
@@ -202,7 +204,6 @@ rule inflate:
 rule train:
     """One CV-VAE variant (regularisation, mapping) or the SVD-style VAE, all with the same budget and seed."""
     input:
-        CONFIG,
         DATA_INPUT,
         IMAGE_VAE_INPUT,
     output:
@@ -225,7 +226,7 @@ rule train:
 
 def evaluate_input(wildcards):
     run = spec_run(P["evaluate"]["models"][wildcards.model])
-    return [CONFIG, *DATA_INPUT, *IMAGE_VAE_INPUT, *([run_done(run)] if run else [])]
+    return [*DATA_INPUT, *IMAGE_VAE_INPUT, *([run_done(run)] if run else [])]
 
 
 # Latent compatibility is measured against the frozen image VAE of the profile (given explicitly, so that an
@@ -251,6 +252,8 @@ rule evaluate:
     params:
         spec=lambda wc: shlex.quote(resolve_spec(wc.model)),
         extra=evaluate_args,
+        protocol=lambda wc: section_param("protocols", wc.protocol),
+        data=section_param("data"),
     log:
         f"{LOGS}/evaluate_{{protocol}}_{{model}}.log",
     benchmark:
@@ -267,7 +270,7 @@ rule evaluate:
 
 def notebook_input(wildcards):
     runs = [run_done(r) for r in W["variants"]] if wildcards.notebook == "05_latent_alignment" else []
-    return [CONFIG, f"notebooks/{wildcards.notebook}.ipynb", *ALL_EVALS, *runs]
+    return [f"notebooks/{wildcards.notebook}.ipynb", *ALL_EVALS, *runs]
 
 
 rule notebook:
@@ -296,7 +299,17 @@ rule report:
         expand(f"{RESULTS}/notebooks/{{notebook}}.ipynb", notebook=NOTEBOOKS),
     output:
         update(f"{RESULTS}/README.md"),
+    params:
+        description=section_param("description"),
     log:
         f"{LOGS}/report.log",
     shell:
         f"{PY} -m cvvae.report --config {CONFIG} --results {RESULTS} > {{log}} 2>&1"
+
+
+onsuccess:
+    print(f"\nDone: the report of profile {PROFILE} is {RESULTS}/README.md (tables in {RESULTS}/tables/).")
+
+
+onerror:
+    print(f"\nA job failed: its log is under {LOGS}/ (earlier results in {RESULTS}/ were left as they were).")

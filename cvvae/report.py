@@ -40,6 +40,7 @@ SECTIONS = {
     "03": "Flicker analysis",
     "04": "SVD-style VAE vs CV-VAE as the decoder of a latent video model",
     "05": "Latent alignment during training",
+    "06": "Generative compatibility (paper Table 2): one set of diffusion samples through each decoder",
 }
 
 

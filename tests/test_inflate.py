@@ -149,3 +149,15 @@ def test_cli_saves_a_loadable_model(tmp_path):
         inflate_cli.run(
             parser.parse_args(["--image-vae", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
         )
+
+
+def test_cli_takes_the_image_vae_as_a_spec_like_evaluate(tmp_path):
+    image_vae().save_pretrained(tmp_path / "sd" / "vae")
+    parser = argparse.ArgumentParser()
+    inflate_cli.add_arguments(parser)
+    spec = f"image_vae:{tmp_path / 'sd'}?subfolder=vae"
+    args = parser.parse_args(
+        ["--image-vae", spec, "--out", str(tmp_path / "out"), "--set", "temporal_attention_init=zero"]
+    )
+    assert inflate_cli.run(args) == 0
+    assert CVVAEModel.from_pretrained(tmp_path / "out").config.ch == 32

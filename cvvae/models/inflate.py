@@ -245,7 +245,9 @@ def _parse_value(text: str) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--image-vae", required=True, help="diffusers AutoencoderKL folder (with config.json)"
+        "--image-vae",
+        required=True,
+        help="the image VAE as a spec, as in `cvvae evaluate` (image_vae:PATH?subfolder=vae), or its folder",
     )
     parser.add_argument(
         "--subfolder", default=None, help="subfolder of --image-vae, e.g. 'vae' for an SD repo"
@@ -273,7 +275,13 @@ def run(args: argparse.Namespace) -> int:
 
     from cvvae.models.loading import check_class, load_pretrained_strict
 
-    source = Path(args.image_vae) / (args.subfolder or "")
+    folder, subfolder = args.image_vae, args.subfolder
+    if args.image_vae.startswith("image_vae:"):
+        from cvvae.models.zoo import parse_spec
+
+        spec = parse_spec(args.image_vae)
+        folder, subfolder = spec.get("path", ""), spec.get("subfolder") or subfolder
+    source = Path(folder) / (subfolder or "")
     if not (source / "config.json").is_file():
         raise FileNotFoundError(
             f"no image VAE at {source}: expected a diffusers AutoencoderKL folder with config.json and "

@@ -572,8 +572,9 @@ class Trainer:
                 row = self._log(batch, video, logs)
                 self.step += 1
                 progress.update(1)
-                if row is not None:
-                    progress.set_postfix(loss=row.get("loss") or row.get("d_loss"))
+                if row is not None:  # autoencoder and discriminator losses apart: their scales differ by 1e4
+                    shown = {"ae_loss": row.get("loss"), "disc_loss": row.get("d_loss")}
+                    progress.set_postfix({k: v for k, v in shown.items() if v not in (None, "")})
                 if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
                     self.validate()
                 stop = self._stop_requested or (
