@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cvvae.notebook_utils import OUTPUT_DIR_ENV, find_repo_root
+from cvvae.profile import notebook_parameter_names
 from cvvae.staging import staged_results
 
 
@@ -25,10 +26,14 @@ def available_notebooks(root: Path) -> list[str]:
     return sorted(p.stem for p in (root / "notebooks").glob("*.ipynb"))
 
 
-def notebook_parameters(profile: Mapping[str, Any], notebook: str) -> dict[str, Any]:
-    """The profile's ``notebooks.common`` merged with ``notebooks.<notebook>``."""
+def notebook_parameters(
+    profile: Mapping[str, Any], notebook: str, accepted: list[str] | None = None
+) -> dict[str, Any]:
+    """The profile's ``notebooks.common`` (only the keys the notebook has, when ``accepted`` lists them)
+    merged with ``notebooks.<notebook>``."""
     section = profile.get("notebooks") or {}
-    return {**(section.get("common") or {}), **(section.get(notebook) or {})}
+    common = {k: v for k, v in (section.get("common") or {}).items() if accepted is None or k in accepted}
+    return {**common, **(section.get(notebook) or {})}
 
 
 def run_notebook(
@@ -50,7 +55,7 @@ def run_notebook(
         "profile": profile["profile"],
         "config_path": str(config_path),
         "results_dir": str(results_dir),
-        **notebook_parameters(profile, notebook),
+        **notebook_parameters(profile, notebook, notebook_parameter_names(source)),
     }
     with staged_results(results_dir, f"notebook_{notebook}") as staging:
         executed = staging / "notebooks" / f"{notebook}.ipynb"
