@@ -326,3 +326,34 @@ def test_the_same_config_trains_the_same_svd_style_vae_twice(tmp_path) -> None:
         weights.append(load_file(tmp_path / name / "final" / "diffusion_pytorch_model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_experiment_trackers_receive_the_logged_rows_and_the_config(tmp_path) -> None:
+    from accelerate.tracking import GeneralTracker
+
+    class Recorder(GeneralTracker):
+        name = "recorder"
+        requires_logging_directory = False
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.config: dict = {}
+            self.rows: list[tuple[int, dict]] = []
+
+        @property
+        def tracker(self):
+            return self
+
+        def store_init_configuration(self, values: dict) -> None:
+            self.config = dict(values)
+
+        def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+            self.rows.append((step, dict(values)))
+
+    recorder = Recorder()
+    run = resolve_image_vae_config(
+        load_profile(PROFILE), ["image_vae.train.steps=3", "image_vae.train.resolution=16"]
+    )
+    train_image_vae(run, tmp_path, report_to=[recorder])
+    assert [step for step, _ in recorder.rows] == [0, 1, 2] and all("loss" in row for _, row in recorder.rows)
+    assert recorder.config["train.steps"] == 3 and recorder.config["seed"] == 0

@@ -27,6 +27,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, section: str, synthetic_h
         "--restart", action="store_true", help="discard what the run directory holds and train from step 0"
     )
     parser.add_argument(
+        "--report-to",
+        nargs="+",
+        default=[],
+        metavar="TRACKER",
+        help="experiment trackers beside the CSV logs, through accelerate (e.g. tensorboard; its package "
+        "must be installed); files under <out>/trackers/",
+    )
+    parser.add_argument(
         "--stop-after",
         type=int,
         default=None,
@@ -74,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     profile = load_checked_profile(args.config, overrides)
     run_config = resolve_cvvae_config(profile, args.variant, overrides)
     summary = train(
-        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed
-    )
+        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed,
+        report_to=args.report_to,
+    )  # fmt: skip
     return finish(summary)

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["image_vae.train.synthetic_data=true"] if args.synthetic else [])
     run_config = resolve_image_vae_config(load_checked_profile(args.config, overrides), overrides)
     summary = train_image_vae(
-        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed
-    )
+        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed,
+        report_to=args.report_to,
+    )  # fmt: skip
     return finish(summary)

@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -295,6 +296,18 @@ def build_image_vae(model_kwargs: dict[str, Any]) -> nn.Module:
 # ------------------------------------------------------------------------------------------------ trainer
 
 
+def _flat_scalars(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A resolved config as ``a.b.c -> scalar`` (what trackers accept as hyperparameters)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat_scalars(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, int | float | str | bool) else str(value)
+    return out
+
+
 def check_process_group(num_processes: int) -> None:
     """Refuse a multi-process launch that accelerate runs as independent single processes: they would train
     the same run folder concurrently. On CPUs accelerate forms a (gloo) group only when told to."""
@@ -319,15 +332,20 @@ class Trainer:
         image_vae: nn.Module | None,
         resolved_config: Any,
         accelerator: Any = None,
+        report_to: list[Any] | None = None,
     ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.config, self.data, self.seed = config, data, seed
         self.run_dir = Path(run_dir)
+        # Experiment trackers beside metrics.csv (accelerate names such as "tensorboard", or objects).
+        self.report_to = list(report_to or [])
         self.accelerator = accelerator or Accelerator(
             mixed_precision="bf16" if config.precision == "bf16" else "no",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            log_with=self.report_to or None,
+            project_dir=str(self.run_dir / "trackers") if self.report_to else None,
         )
         acc = self.accelerator
         check_process_group(acc.num_processes)
@@ -550,13 +568,20 @@ class Trainer:
             self.metrics.truncate_from(self.step)
             # From step 0 the log starts afresh (an earlier call may have validated step 0 already).
             self.val_log.truncate_from(self.step + 1 if self.step else 0)
+        if self.report_to:
+            acc.init_trackers(self.run_dir.name, config=_flat_scalars(to_dict(self.resolved_config)))
         if cfg.val_at_start and self.step == 0:
             self.validate()  # the starting point of this run, in its own log
         previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in STOP_SIGNALS}
         self.model.train()
         self.objective.train()
         start_step, started = self.step, time.perf_counter()
-        progress = tqdm(total=cfg.steps, initial=self.step, disable=not acc.is_main_process, desc="train")
+        # On a terminal a bar; in a log file (workflow jobs) one plain line per logged step instead of a
+        # stream of carriage returns.
+        self._lines = acc.is_main_process and not sys.stderr.isatty()
+        progress = tqdm(
+            total=cfg.steps, initial=self.step, disable=not acc.is_main_process or self._lines, desc="train"
+        )
         interrupted = False
         try:
             self._window = (self.step, time.perf_counter())
@@ -592,6 +617,8 @@ class Trainer:
             if isinstance(self.sampler, PrefetchLoader):
                 self.sampler.close()
             self._write_data_report()
+            if self.report_to:
+                acc.end_training()
         elapsed = time.perf_counter() - started
         summary = {
             "step": self.step,
@@ -622,6 +649,12 @@ class Trainer:
         row = {"step": self.step, "phase": phase, "source": batch.get("source", ""), "frames": video.shape[2]}
         row |= {k: f"{v:.6g}" for k, v in values.items()}
         self.metrics.append(row)
+        if self.report_to:
+            self.accelerator.log(values, step=self.step)
+        if getattr(self, "_lines", False):
+            losses = " ".join(f"{k}={row[k]}" for k in ("loss", "d_loss") if row.get(k) not in (None, ""))
+            speed = 1 / values["sec_per_step"]
+            print(f"step {self.step + 1}/{self.config.steps} {losses} {speed:.2f} steps/s", flush=True)
         return row
 
     def save_final(self) -> None:
@@ -728,15 +761,17 @@ def train(
     stop_after: int | None = None,
     restart: bool = False,
     if_changed: str = "error",
+    report_to: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train a CV-VAE (or the SVD-style VAE) as ``run`` says; resumes from a checkpoint in ``run_dir`` made
-    with the same config (see ``Trainer.fit`` for ``restart`` and ``if_changed``)."""
+    with the same config (see ``Trainer.fit`` for ``restart`` and ``if_changed``); ``report_to`` names
+    experiment trackers beside the CSV logs."""
     image_vae = load_image_vae(run.image_vae_path, run.image_vae_subfolder)
     # Layers the image VAE does not provide (the SVD-style VAE's temporal ones) draw their initial weights
     # from the global generator: seed it, or two runs of one config start from different weights.
     torch.manual_seed(run.seed)
     model = build_video_model(run, image_vae)
-    trainer = Trainer(run.train, run.data, run.seed, run_dir, model, image_vae, run)
+    trainer = Trainer(run.train, run.data, run.seed, run_dir, model, image_vae, run, report_to=report_to)
     return trainer.fit(stop_after=stop_after, restart=restart, if_changed=if_changed)
 
 
@@ -766,9 +801,11 @@ def train_image_vae(
     stop_after: int | None = None,
     restart: bool = False,
     if_changed: str = "error",
+    report_to: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Pretrain the small image VAE (diffusers ``AutoencoderKL``); ``final/`` is its ``save_pretrained``."""
     torch.manual_seed(run.seed)
     model = build_image_vae(run.model)
-    trainer = Trainer(image_vae_train_config(run), run.data, run.seed, run_dir, model, None, run)
+    config = image_vae_train_config(run)
+    trainer = Trainer(config, run.data, run.seed, run_dir, model, None, run, report_to=report_to)
     return trainer.fit(stop_after=stop_after, restart=restart, if_changed=if_changed)
