@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from cvvae import tables
 
@@ -188,10 +187,10 @@ def open_study(profile: str, config_path: str | Path, results_dir: str | Path) -
     publishes them only if the notebook succeeds), else to ``results_dir``."""
     root = find_repo_root()
     os.chdir(root)
+    from cvvae.profile import load_profile
+
     config_path = Path(config_path)
-    if not config_path.is_file():
-        raise FileNotFoundError(f"profile file {config_path} not found; pass config/<profile>.yaml")
-    config = yaml.safe_load(config_path.read_text())
+    config = load_profile(config_path)  # the one loader: a typo in the profile fails here, named
     if config.get("profile") != profile:
         raise ValueError(f"{config_path} is profile {config.get('profile')!r}, not {profile!r}")
     set_plot_style()

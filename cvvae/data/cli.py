@@ -12,8 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -50,11 +48,9 @@ def load_embedded_section(config_path: Path | None) -> dict[str, Any]:
     """The ``data.embedded`` mapping of a profile (empty when no profile or no such section)."""
     if config_path is None:
         return {}
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"profile {config_path} does not exist; profiles live in config/<profile>.yaml"
-        )
-    profile = yaml.safe_load(config_path.read_text()) or {}
+    from cvvae.profile import load_profile
+
+    profile = load_profile(config_path)
     section = (profile.get("data") or {}).get("embedded") or {}
     if not isinstance(section, dict):
         raise ValueError(f"{config_path}: data.embedded must be a mapping, got {type(section).__name__}")
