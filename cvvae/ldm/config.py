@@ -116,7 +116,7 @@ class LDMSampleConfig:
     """One set of sampled latents: fixed seed, deterministic sampler."""
 
     num_samples: int = 2000
-    """Latents to sample (the paper's FID uses the COCO2017 val captions; the issue asks >= 2000)."""
+    """Latents to sample (the paper's FID uses the COCO2017 val captions; at least 2,000 for a usable FID)."""
     seed: int = 0
     """Seed of the initial noise (drawn for all samples at once on the CPU, so the batch size and the device
     do not change which noise a sample starts from)."""
