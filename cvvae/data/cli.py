@@ -48,9 +48,11 @@ def load_embedded_section(config_path: Path | None) -> dict[str, Any]:
     """The ``data.embedded`` mapping of a profile (empty when no profile or no such section)."""
     if config_path is None:
         return {}
-    from cvvae.profile import load_profile
+    from cvvae.profile import read_profile
 
-    profile = load_profile(config_path)
+    # Only data.embedded is read here (checked key by key by EmbeddedDataConfig), so a profile holding just
+    # that section is enough; the workflow validates whole profiles before this runs.
+    profile = read_profile(config_path)
     section = (profile.get("data") or {}).get("embedded") or {}
     if not isinstance(section, dict):
         raise ValueError(f"{config_path}: data.embedded must be a mapping, got {type(section).__name__}")
