@@ -28,17 +28,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def image_vae_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny saved diffusers AutoencoderKL: the frozen image VAE of the training tests."""
-    from diffusers import AutoencoderKL
+    from cvvae.train.trainer import build_image_vae
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[8, 8, 16, 16],
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-    )
+    widths = {"block_out_channels": [8, 8, 16, 16], "norm_num_groups": 4}
+    vae = build_image_vae({**widths, "layers_per_block": 1, "latent_channels": 4})
     folder = tmp_path_factory.mktemp("image_vae") / "final"
     vae.save_pretrained(folder)
     return str(folder)

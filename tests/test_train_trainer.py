@@ -14,6 +14,7 @@ from cvvae.profile import read_profile as load_profile
 from cvvae.train.config import resolve_cvvae_config, resolve_image_vae_config
 from cvvae.train.trainer import (
     Trainer,
+    build_image_vae,
     build_video_model,
     load_image_vae,
     train,
@@ -309,14 +310,8 @@ def test_the_same_config_trains_the_same_svd_style_vae_twice(tmp_path) -> None:
     from safetensors.torch import load_file
 
     torch.manual_seed(0)
-    wide = AutoencoderKL(
-        block_out_channels=[32, 32, 32, 32],
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-    )
+    widths = {"block_out_channels": [32, 32, 32, 32], "norm_num_groups": 8}
+    wide = build_image_vae({**widths, "layers_per_block": 1, "latent_channels": 4})
     wide.save_pretrained(tmp_path / "image_vae")
     run = _run_config(str(tmp_path / "image_vae"), "svd_vae", ["cvvae.train.steps=2"])
     weights = []
