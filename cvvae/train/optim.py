@@ -58,3 +58,11 @@ def to_channels_last(module: nn.Module | None) -> None:
                 param.data = param.data.contiguous(memory_format=torch.channels_last)
             elif param.dim() == 5:
                 param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
+
+
+def compile_in_place(*modules: nn.Module | None, **options: Any) -> None:
+    """``torch.compile`` each module's forward in place (``nn.Module.compile``): parameters, state-dict names
+    and hooks stay as they are, so checkpoints of compiled and eager runs are interchangeable."""
+    for module in modules:
+        if module is not None:
+            module.compile(**options)

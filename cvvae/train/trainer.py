@@ -43,7 +43,7 @@ from cvvae.train.discriminator import NLayerDiscriminator3D
 from cvvae.train.loader import PrefetchLoader, to_device
 from cvvae.train.losses import discriminator_loss, gan_active
 from cvvae.train.objective import GeneratorObjective, TrainableVideoVAE
-from cvvae.train.optim import build_adamw, to_channels_last
+from cvvae.train.optim import build_adamw, compile_in_place, to_channels_last
 from cvvae.train.regularization import decode_frames_with_image_vae, encode_frames_with_image_vae, map_frames
 from cvvae.train.run_identity import prepare_run_dir, run_identity
 
@@ -367,6 +367,10 @@ class Trainer:
         if config.channels_last:
             for module in (self.model, self.discriminator, self.image_vae):
                 to_channels_last(module)
+        if config.compile and acc.device.type == "cuda":
+            vae = self.model.vae
+            parts = [getattr(vae, "encoder", None), getattr(vae, "decoder", None)]
+            compile_in_place(*parts, self.discriminator, self.objective.rec.perceptual)
         self.opt_g = build_adamw(
             config, self.model.named_parameters(), self.objective.trainable_parameters(), config.lr
         )
