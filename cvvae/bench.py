@@ -30,14 +30,8 @@ from typing import Any
 
 import torch
 
-from cvvae.models.zoo import (
-    VideoAutoencoder,
-    dtype_name,
-    load_autoencoder,
-    model_dir,
-    parse_spec,
-    resolve_dtype,
-)
+from cvvae.dtypes import dtype_name, resolve_dtype
+from cvvae.models.zoo import VideoAutoencoder, load_autoencoder, model_dir, parse_spec
 
 DEFAULT_MODELS = ("cvvae", "cvvae_image", "image_vae", "svd_vae", "uniform_sampling")
 COLUMNS = (

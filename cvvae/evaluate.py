@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from cvvae.dtypes import DTYPE_NAMES, dtype_name, resolve_dtype
 from cvvae.metrics import latent as latent_metrics
 from cvvae.metrics import reconstruction as rec
 from cvvae.metrics import temporal
@@ -52,7 +53,6 @@ PER_CLIP_CSV = "per_clip.csv"
 PER_FRAME_CSV = "per_frame.csv"
 SUMMARY_CSV = "summary.csv"
 META_JSON = "meta.json"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Fields of meta.json that must match for a restart to resume instead of mixing two different runs.
 RESUME_KEYS = ("protocol", "protocol_description", "dtype", "lpips_nets", "latent_reference", "identity")
 STRIP_JSON = "strip.json"
@@ -76,18 +76,6 @@ class LatentReference:
     psi: Callable[[Tensor], Tensor]
     encode_image: Callable[[Tensor], Tensor] | None = None
     description: str = "image VAE"
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
-    return DTYPES[dtype]
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return {v: k for k, v in DTYPES.items()}.get(dtype, str(dtype))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,7 +194,7 @@ def _evaluate_clip(
             if dtype == torch.float16
             else "the weights may hold NaN/inf (check the checkpoint)"
         )
-        raise FloatingPointError(f"{autoencoder.name} produced NaN/inf in {_dtype_name(dtype)}; {hint}")
+        raise FloatingPointError(f"{autoencoder.name} produced NaN/inf in {dtype_name(dtype)}; {hint}")
     per_frame: dict[str, Tensor] = rec.reconstruction_metrics(pred, target, lpips_nets=tuple(lpips_nets))
     clip: dict[str, float] = {name: _mean(values) for name, values in per_frame.items()}
     clip["latent_frames"] = int(latents.shape[2])
@@ -393,7 +381,7 @@ def evaluate(
         "protocol": protocol_name,
         "protocol_description": protocol_description or protocol_name,
         "model": str(getattr(autoencoder, "name", type(autoencoder).__name__)),
-        "dtype": _dtype_name(dtype),
+        "dtype": dtype_name(dtype),
         "device": str(device),
         "lpips_nets": list(lpips_nets),
         "lpips_na": lpips_na,
@@ -469,7 +457,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", type=Path, help="manifest CSV (default: <data.root>/manifest.csv)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the tables")
     parser.add_argument("--name", help="model name in the tables (default: the spec's name)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="fp32")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
         "--limit", "--max-clips", dest="limit", type=int, help="evaluate only the first N clips"

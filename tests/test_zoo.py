@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
+from cvvae.dtypes import resolve_dtype
 from cvvae.models import CVVAEModel
 from cvvae.models.svd_init import svd_vae_from_image_vae
 from cvvae.models.zoo import (
@@ -17,7 +18,6 @@ from cvvae.models.zoo import (
     VideoAutoencoder,
     load_autoencoder,
     parse_spec,
-    resolve_dtype,
 )
 
 TINY_IMAGE_VAE = dict(

@@ -33,19 +33,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cvvae.dtypes import resolve_dtype
+
 from .frames import check_num_frames, nearest_valid_frames, pixel_frames
 from .loading import check_class, load_pretrained_strict, saved_class_name
-
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "float": torch.float32,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-}
 
 # Released architectures, used with random_weights=true (values from the published config.json files).
 SD21_VAE_CONFIG: dict[str, Any] = {
@@ -98,20 +89,6 @@ KIND_OPTIONS: dict[str, set[str]] = {
     "uniform_sampling": {"frame_batch_size", "stride", "interpolation"},
     "diffusers_video": {"class_name", "tiling"},
 }
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``torch.dtype`` from a dtype or a name (``fp32``, ``bf16``, ``fp16``, ``float32``, ...)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16") from None
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
 
 
 # ---------------------------------------------------------------------------------------------- interface
