@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# One hold of the small-scale study of config/gpu.yaml on one GPU: data, the image VAE, the inflated CV-VAE,
+# the CV-VAE runs named in RUNS (sharing the GPU), the latent diffusion model beside them, every evaluation of
+# the profile's matrix whose model was trained here, then the generative-compatibility measurement.
+#
+# Run from an unpacked checkout under /tmp (the device lays its working tree anew around each call):
+#   WORK=/tmp/c RUNS="none enc dec both" setsid nohup bash scripts/gpu_campaign.sh > /tmp/c/campaign.log 2>&1 &
+# It waits for the LPIPS weights at $WORK/assets/lpips.ok and for the FID network at $WORK/assets/fid.ok (put
+# there by later calls, as the files travel in parts). `bash scripts/gpu_campaign.sh pack OUTDIR` packs what is
+# done so far (logs, tables, run metadata without weights) into OUTDIR/campaign.tar.gz.
+set -uo pipefail
+WORK=${WORK:-/tmp/c}
+CONFIG=config/gpu.yaml
+RES=results/gpu
+RUN_ROOT=$RES/runs
+LOGS=$RES/logs
+GEN=$RES/generative
+RUNS=${RUNS:-none enc dec both}
+EVAL_JOBS=${EVAL_JOBS:-8}
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 PYTHONHASHSEED=0 TORCH_HOME=$WORK/torch
+CV=(python3 -m cvvae.cli)
+
+if [ "${1:-}" = pack ]; then
+  out=${2:?pack needs an output folder}
+  mkdir -p "$out"
+  tar -czf "$out/campaign.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' \
+    --exclude=checkpoints --exclude='*/final/*' --exclude='*/decoded/*' --exclude='*/reference/*' \
+    $(ls -d "$WORK/progress.log" "$LOGS" "$RES/eval" "$RUN_ROOT" "$RES/benchmarks" "$GEN" 2>/dev/null) \
+    2>/dev/null
+  exit 0
+fi
+
+mkdir -p "$LOGS" "$RES/benchmarks" "$GEN"
+note() { echo "$(date +%T) $*" | tee -a "$WORK/progress.log"; }
+wait_for() { while [ ! -f "$1" ]; do sleep 2; done; }
+timed() {  # timed NAME command...: log to $LOGS/NAME.log, wall time to benchmarks/NAME.tsv
+  local name=$1 start rc
+  shift
+  start=$(date +%s)
+  "$@" > "$LOGS/$name.log" 2>&1
+  rc=$?
+  printf 's\trc\n%s\t%s\n' "$(($(date +%s) - start))" "$rc" > "$RES/benchmarks/$name.tsv"
+  [ $rc -eq 0 ] || note "FAILED $name (rc $rc): $(tail -2 "$LOGS/$name.log" | tr '\n' ' ')"
+  return $rc
+}
+
+note "start $(git rev-parse --short HEAD 2>/dev/null || cat REVISION 2>/dev/null); runs: $RUNS"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$WORK/progress.log"
+timed data "${CV[@]}" data embedded --config $CONFIG --out data/embedded/gpu || exit 1
+note "data done; waiting for the LPIPS weights"
+wait_for "$WORK/assets/lpips.ok"
+
+timed image_vae "${CV[@]}" train-image-vae --config $CONFIG --out $RUN_ROOT/image_vae --if-changed restart || exit 1
+note "image VAE: $(tail -1 $RUN_ROOT/image_vae/val_metrics.csv)"
+# Every later run, here and in later holds, reads the fp16-rounded weights: the same bits travel back and forth.
+python3 scripts/fp16_weights.py round $RUN_ROOT/image_vae/final --shards "$WORK/ship" || exit 1
+timed inflate "${CV[@]}" inflate --image-vae $RUN_ROOT/image_vae/final --out $RUN_ROOT/inflated/final \
+  --set 'temporal_attention_init="zero"' || exit 1
+note "inflated; training: $RUNS + ldm"
+
+nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 1000 > "$LOGS/gpu_util.csv" &
+util_pid=$!
+pids=()
+for run in $RUNS; do
+  OMP_NUM_THREADS=1 timed "train_$run" "${CV[@]}" train --config $CONFIG --variant "$run" --out "$RUN_ROOT/$run" \
+    --if-changed restart &
+  pids+=($!)
+done
+OMP_NUM_THREADS=1 timed train_ldm "${CV[@]}" train-ldm --config $CONFIG --out "$GEN/ldm" --if-changed restart &
+ldm_pid=$!
+for pid in "${pids[@]}"; do wait "$pid"; done
+note "CV-VAE runs done"
+
+# Evaluations of the matrix whose model is the image VAE, the inflated model or a run trained here.
+python3 - "$RUNS" > "$WORK/evals.txt" <<'EOF'
+import shlex, sys
+from cvvae.profile import load_profile, spec_run
+profile = load_profile("config/gpu.yaml")
+trained = set(sys.argv[1].split()) | {"image_vae", "inflated"}
+models, args = profile["evaluate"]["models"], profile["evaluate"].get("args", {})
+for protocol, names in profile["evaluate"]["matrix"].items():
+    for name in names:
+        spec = models[name].replace("{runs}", "results/gpu/runs")
+        if spec_run(models[name]) in trained:
+            extra = " ".join(shlex.quote(str(a)) for a in args.get(protocol, []))
+            print(f"{protocol} {name} {shlex.quote(spec)} {extra}")
+EOF
+evaluate_one() {
+  local protocol=$1 name=$2 spec=$3
+  shift 3
+  timed "evaluate_${protocol}_${name}" "${CV[@]}" evaluate --config $CONFIG --protocol "$protocol" --model "$spec" \
+    --name "$name" --out "$RES/eval/$protocol/$name" --image-vae "image_vae:$RUN_ROOT/image_vae/final" \
+    --device cuda --no-progress --if-changed restart "$@"
+}
+(  # at most EVAL_JOBS at once; each line is: protocol name spec args...
+  while read -r line; do
+    eval "set -- $line"
+    while [ "$(jobs -rp | wc -l)" -ge "$EVAL_JOBS" ]; do sleep 1; done
+    OMP_NUM_THREADS=2 evaluate_one "$@" &
+  done < "$WORK/evals.txt"
+  wait
+) &
+evals_pid=$!
+
+wait "$ldm_pid"
+note "LDM trained: $(tail -1 $GEN/ldm/metrics.csv 2>/dev/null)"
+timed ldm_sample python3 -m cvvae.ldm sample --config $CONFIG --out $GEN --model $GEN/ldm/final &&
+  timed ldm_decode python3 -m cvvae.ldm decode --config $CONFIG --out $GEN &&
+  timed ldm_reference python3 -m cvvae.ldm reference --config $CONFIG --out $GEN
+note "LDM decoded; waiting for the FID network"
+wait_for "$WORK/assets/fid.ok"
+timed ldm_score python3 -m cvvae.ldm score --config $CONFIG --out $GEN --reference-decoder image_vae
+wait "$evals_pid"
+kill "$util_pid" 2>/dev/null
+note "all done"
