@@ -47,6 +47,7 @@ from cvvae.metrics import latent as latent_metrics
 from cvvae.metrics import reconstruction as rec
 from cvvae.metrics import temporal
 from cvvae.metrics.weights import format_na, lpips_na_reason
+from cvvae.per_frame import per_frame
 from cvvae.staging import atomic_write_text
 
 PER_CLIP_CSV = "per_clip.csv"
@@ -278,9 +279,7 @@ def _compatibility(latents: Tensor, target: Tensor, reference: LatentReference) 
         out["compat_ssim"] = _mean(rec.ssim_per_frame(decoded, mapped))
     if reference.encode_image is not None:
         with torch.no_grad():
-            ref_latents = reference.encode_image(rec.frames_as_images(mapped))
-        b, t = mapped.shape[0], mapped.shape[2]
-        ref_latents = ref_latents.reshape(b, t, *ref_latents.shape[1:]).permute(0, 2, 1, 3, 4)
+            ref_latents = per_frame(reference.encode_image, mapped)
         if ref_latents.shape == latents.shape:
             distance = latent_metrics.latent_distance(latents, ref_latents.float())
             out.update(

@@ -4,7 +4,7 @@ compatibility with the image VAE, and set-level generation metrics (FVD, KVD, FI
 Heavy dependencies (lpips, torchvision, OpenCV, torchmetrics) are imported by the functions that need them.
 """
 
-from cvvae.metrics.latent import decode_latent_frames, image_decoder_compatibility, latent_distance
+from cvvae.metrics.latent import decode_latent_frames, latent_distance
 from cvvae.metrics.reconstruction import (
     LPIPS_NETS,
     PSNR_CAP_DB,
@@ -36,7 +36,6 @@ __all__ = [
     "LPIPSWeightsMissing",
     "decode_latent_frames",
     "format_na",
-    "image_decoder_compatibility",
     "latent_distance",
     "lpips_cell",
     "lpips_per_frame",

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cvvae.metrics.reconstruction import as_video, frames_as_images, reconstruction_metrics
+from cvvae.metrics.reconstruction import as_video
 from cvvae.metrics.stats import frechet_distance_from_features
+from cvvae.per_frame import per_frame
 
 
 def _position_vectors(z: Tensor) -> Tensor:
@@ -74,34 +74,15 @@ def decode_latent_frames(
 ) -> Tensor:
     """Decode every latent frame ``B c t h w`` on its own with an image decoder ``(N c h w) -> (N C H W)``;
     returns ``B C t H W``."""
-    latents = as_video(latents, "latents")
-    b, _, t = latents.shape[:3]
-    flat = frames_as_images(latents)
+
+    def decode_checked(part: Tensor) -> Tensor:
+        images = decode_image(part)
+        if images.ndim != 4 or images.shape[0] != part.shape[0]:
+            raise ValueError(
+                f"decode_image must map N c h w latents to N C H W images, got {tuple(images.shape)} for "
+                f"{tuple(part.shape)}"
+            )
+        return images
+
     with torch.no_grad():
-        images = torch.cat(
-            [decode_image(flat[i : i + frames_per_batch]) for i in range(0, flat.shape[0], frames_per_batch)]
-        )
-    if images.ndim != 4 or images.shape[0] != flat.shape[0]:
-        raise ValueError(
-            f"decode_image must map N c h w latents to N C H W images, got {tuple(images.shape)} for "
-            f"{tuple(flat.shape)}"
-        )
-    return images.reshape(b, t, *images.shape[1:]).permute(0, 2, 1, 3, 4)
-
-
-def image_decoder_compatibility(
-    latents: Tensor,
-    decode_image: Callable[[Tensor], Tensor],
-    mapped_target: Tensor,
-    lpips_nets: tuple[str, ...] = ("alex", "vgg"),
-) -> dict[str, Tensor]:
-    """PSNR/SSIM/LPIPS (each ``B t``) of the frozen image decoder applied to every video-VAE latent frame,
-    against ``mapped_target`` = psi(X) (``B C t H W`` in [-1, 1], the frames the latent frames stand for)."""
-    decoded = decode_latent_frames(latents, decode_image).float()
-    target = as_video(mapped_target, "mapped_target").float()
-    return reconstruction_metrics(decoded, target, lpips_nets)
-
-
-def summarize(per_frame: dict[str, Tensor]) -> dict[str, float]:
-    """Mean of each per-frame metric (NaN-free inputs expected)."""
-    return {name: float(np.mean(values.detach().cpu().numpy())) for name, values in per_frame.items()}
+        return per_frame(decode_checked, as_video(latents, "latents"), frames_per_batch)

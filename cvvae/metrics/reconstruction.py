@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cvvae.per_frame import fold_frames
+
 # PSNR of identical frames is infinite; tables need a finite number, so the MSE is floored (as in the
 # Open-Sora-Plan evaluation code, which reports 100 dB when the MSE is below 1e-10).
 PSNR_MSE_FLOOR = 1e-10
@@ -50,12 +52,6 @@ def to_unit_range(x: Tensor) -> Tensor:
     return ((x.clamp(-1.0, 1.0) + 1.0) / 2.0).float()
 
 
-def frames_as_images(x: Tensor) -> Tensor:
-    """``B C T H W`` -> ``(B T) C H W`` so that image metrics see every frame."""
-    b, c, t, h, w = x.shape
-    return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-
-
 def mse_per_frame(pred: Tensor, target: Tensor) -> Tensor:
     """Mean squared error per frame on [0, 1], shape ``B T`` (float64 to keep high-PSNR values exact)."""
     pred, target = check_pair(pred, target)
@@ -84,8 +80,8 @@ def ssim_per_frame(pred: Tensor, target: Tensor) -> Tensor:
             f"SSIM uses an 11x11 window; frames must be at least 11x11, got {tuple(pred.shape[-2:])}"
         )
     values = structural_similarity_index_measure(
-        frames_as_images(to_unit_range(pred)).double(),
-        frames_as_images(to_unit_range(target)).double(),
+        fold_frames(to_unit_range(pred)).double(),
+        fold_frames(to_unit_range(target)).double(),
         gaussian_kernel=True,
         sigma=1.5,
         kernel_size=11,
@@ -110,8 +106,8 @@ def lpips_per_frame(pred: Tensor, target: Tensor, net: str = "alex", frames_per_
     model = load_lpips(net, device=pred.device)
     b, _, t = pred.shape[:3]
     # lpips takes [-1, 1]; clamp like the other metrics so all three see the same frames.
-    x = frames_as_images(pred.clamp(-1.0, 1.0))
-    y = frames_as_images(target.clamp(-1.0, 1.0))
+    x = fold_frames(pred.clamp(-1.0, 1.0))
+    y = fold_frames(target.clamp(-1.0, 1.0))
     out = []
     with torch.no_grad():
         for start in range(0, x.shape[0], frames_per_batch):

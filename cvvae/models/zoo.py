@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,15 @@ import torch
 from torch import Tensor, nn
 
 from cvvae.dtypes import resolve_dtype
+from cvvae.per_frame import (
+    decode_images,
+    encode_frames,
+    encode_images,
+    fold_frames,
+    in_batches,
+    per_frame,
+    unfold_frames,
+)
 
 from .frames import check_num_frames, nearest_valid_frames, pixel_frames
 from .loading import check_class, load_pretrained_strict, saved_class_name
@@ -167,22 +177,6 @@ class VideoAutoencoder(abc.ABC):
         return latents.to(device=self.device, dtype=self.dtype)
 
 
-def fold_frames(x: Tensor) -> Tensor:
-    """``B C T H W`` -> ``(B T) C H W`` (frames of one video contiguous)."""
-    return x.transpose(1, 2).flatten(0, 1)
-
-
-def unfold_frames(x: Tensor, batch: int) -> Tensor:
-    """``(B T) C H W`` -> ``B C T H W``."""
-    return x.reshape(batch, -1, *x.shape[1:]).transpose(1, 2)
-
-
-def _in_batches(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int | None) -> Tensor:
-    if not batch_size or x.shape[0] <= batch_size:
-        return fn(x)
-    return torch.cat([fn(part) for part in x.split(batch_size)])
-
-
 # ---------------------------------------------------------------------------------------------- adapters
 class ImageVAEAutoencoder(VideoAutoencoder):
     """A diffusers ``AutoencoderKL`` applied frame by frame; ``frame_batch_size`` bounds frames per call."""
@@ -198,19 +192,19 @@ class ImageVAEAutoencoder(VideoAutoencoder):
 
     @torch.no_grad()
     def encode_frames(self, frames: Tensor) -> Tensor:
-        return _in_batches(lambda f: self.module.encode(f).latent_dist.mode(), frames, self.frame_batch_size)
+        """``N C H W`` images -> ``N c h w`` latents (posterior mode)."""
+        return in_batches(partial(encode_images, self.module), frames, self.frame_batch_size)
 
     @torch.no_grad()
     def decode_frames(self, latents: Tensor) -> Tensor:
-        return _in_batches(lambda z: self.module.decode(z).sample, latents, self.frame_batch_size)
+        """``N c h w`` latents -> ``N C H W`` images."""
+        return in_batches(partial(decode_images, self.module), latents, self.frame_batch_size)
 
     def encode(self, video: Tensor) -> Tensor:
-        video = self._prepare_video(video)
-        return unfold_frames(self.encode_frames(fold_frames(video)), video.shape[0])
+        return per_frame(self.encode_frames, self._prepare_video(video))
 
     def decode(self, latents: Tensor, num_frames: int) -> Tensor:
-        latents = self._prepare_latents(latents, num_frames)
-        return unfold_frames(self.decode_frames(fold_frames(latents)), latents.shape[0])
+        return per_frame(self.decode_frames, self._prepare_latents(latents, num_frames))
 
 
 class SVDAutoencoder(VideoAutoencoder):
@@ -236,14 +230,8 @@ class SVDAutoencoder(VideoAutoencoder):
         self.spatial_compression = 2 ** (len(vae.config.block_out_channels) - 1)
         self.latent_channels = vae.config.latent_channels
 
-    @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
-        video = self._prepare_video(video)
-        frames = fold_frames(video)
-        latents = _in_batches(
-            lambda f: self.module.encode(f).latent_dist.mode(), frames, self.frame_batch_size
-        )
-        return unfold_frames(latents, video.shape[0])
+        return encode_frames(self.module, self._prepare_video(video), batch_size=self.frame_batch_size)
 
     @torch.no_grad()
     def decode(self, latents: Tensor, num_frames: int) -> Tensor:
@@ -309,16 +297,8 @@ def cvvae_latent_channels(model: nn.Module) -> int:
     return getattr(model, "latent_channels", None) or model.config.z_channels
 
 
-class CVVAEAutoencoder(VideoAutoencoder):
-    """CV-VAE in video mode: ``1 + 4k`` frames <-> ``1 + k`` latent frames. Tiling and temporal windows are
-    whatever the model is set to (as loaded: the released 576-px tiles and 17-frame windows)."""
-
-    def __init__(self, model: nn.Module, name: str = "cvvae") -> None:
-        self.module = model
-        self.name = name
-        self.temporal_compression = model.time_compression
-        self.spatial_compression = model.config.spatial_n_compress or 8
-        self.latent_channels = cvvae_latent_channels(model)
+class WholeClipAutoencoder(VideoAutoencoder):
+    """A video VAE that encodes and decodes a whole clip in one call of its diffusers-style module."""
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
@@ -327,7 +307,27 @@ class CVVAEAutoencoder(VideoAutoencoder):
     @torch.no_grad()
     def decode(self, latents: Tensor, num_frames: int) -> Tensor:
         out = self.module.decode(self._prepare_latents(latents, num_frames)).sample
-        return unfold_frames(out, latents.shape[0]) if out.dim() == 4 else out
+        return self._decoded_video(out, latents.shape[0], num_frames)
+
+    def _decoded_video(self, out: Tensor, batch: int, num_frames: int) -> Tensor:
+        """The module's decoder output as ``B C num_frames H W``."""
+        return out
+
+
+class CVVAEAutoencoder(WholeClipAutoencoder):
+    """CV-VAE in video mode: ``1 + 4k`` frames <-> ``1 + k`` latent frames. Tiling and temporal windows are
+    whatever the model is set to (as loaded: the released 576-px tiles and 17-frame windows)."""
+
+    def __init__(self, model: nn.Module, name: str = "cvvae") -> None:
+        self.module = model
+        self.name = name
+        self.temporal_compression = model.temporal_compression_ratio
+        self.spatial_compression = model.config.spatial_n_compress or 8
+        self.latent_channels = cvvae_latent_channels(model)
+
+    def _decoded_video(self, out: Tensor, batch: int, num_frames: int) -> Tensor:
+        # one latent frame decodes to images (B C H W), as the SD pipeline expects
+        return unfold_frames(out, batch) if out.dim() == 4 else out
 
 
 class CVVAEImageAutoencoder(VideoAutoencoder):
@@ -347,24 +347,18 @@ class CVVAEImageAutoencoder(VideoAutoencoder):
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
-        video = self._prepare_video(video)
-        frames = fold_frames(video).unsqueeze(2)  # (B T) C 1 H W: one-frame videos
+        def encode_part(images: Tensor) -> Tensor:  # as one-frame videos N C 1 H W
+            return self.module.encode(images.unsqueeze(2)).latent_dist.mode()[:, :, 0]
 
-        def encode_part(part: Tensor) -> Tensor:
-            return self.module.encode(part).latent_dist.mode()[:, :, 0]
-
-        return unfold_frames(_in_batches(encode_part, frames, self.frame_batch_size), video.shape[0])
+        return per_frame(encode_part, self._prepare_video(video), self.frame_batch_size)
 
     @torch.no_grad()
     def decode(self, latents: Tensor, num_frames: int) -> Tensor:
-        latents = self._prepare_latents(latents, num_frames)
-
         def decode_part(part: Tensor) -> Tensor:
             out = self.module.decode(part, num_frames=1).sample
             return out[:, :, 0] if out.dim() == 5 else out
 
-        frames = _in_batches(decode_part, fold_frames(latents), self.frame_batch_size)
-        return unfold_frames(frames, latents.shape[0])
+        return per_frame(decode_part, self._prepare_latents(latents, num_frames), self.frame_batch_size)
 
 
 def _diffusers_video_factors(vae: nn.Module) -> tuple[int, int, int]:
@@ -400,7 +394,7 @@ DIFFUSERS_VIDEO_VAES = (
 )
 
 
-class DiffusersVideoAutoencoder(VideoAutoencoder):
+class DiffusersVideoAutoencoder(WholeClipAutoencoder):
     """A diffusers video VAE used at paper scale (``1 + t k`` frames, ``t`` its temporal compression)."""
 
     def __init__(self, vae: nn.Module, name: str | None = None) -> None:
@@ -410,13 +404,7 @@ class DiffusersVideoAutoencoder(VideoAutoencoder):
             vae
         )
 
-    @torch.no_grad()
-    def encode(self, video: Tensor) -> Tensor:
-        return self.module.encode(self._prepare_video(video)).latent_dist.mode()
-
-    @torch.no_grad()
-    def decode(self, latents: Tensor, num_frames: int) -> Tensor:
-        out = self.module.decode(self._prepare_latents(latents, num_frames)).sample
+    def _decoded_video(self, out: Tensor, batch: int, num_frames: int) -> Tensor:
         if out.shape[2] != num_frames:
             raise ValueError(f"{self.name} decoded {out.shape[2]} frames, expected {num_frames}")
         return out

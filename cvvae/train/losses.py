@@ -16,12 +16,13 @@ from torch import Tensor, nn
 
 from cvvae.metrics.weights import LPIPSWeightsMissing
 from cvvae.metrics.weights import build_lpips as build_frozen_lpips
+from cvvae.per_frame import fold_frames
 from cvvae.train.config import LossConfig, RegConfig
 
 
 def frames_as_images(video: Tensor) -> Tensor:
     """B C T H W -> (B T) C H W (images pass through)."""
-    return video if video.ndim == 4 else video.transpose(1, 2).flatten(0, 1)
+    return video if video.ndim == 4 else fold_frames(video)
 
 
 def build_lpips(backbone: str) -> nn.Module:
@@ -70,11 +71,6 @@ def kl_loss(mean: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mean, exp(logvar)) || N(0, 1)) summed over latent elements, divided by the batch size."""
     logvar = logvar.clamp(-30.0, 20.0)  # the same clamp as diffusers' DiagonalGaussianDistribution
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum() / mean.shape[0]
-
-
-def posterior_kl(posterior: object) -> Tensor:
-    """KL of a diffusers ``DiagonalGaussianDistribution`` with the normalisation above."""
-    return kl_loss(posterior.mean, posterior.logvar)
 
 
 class RegularizationDistance(nn.Module):
