@@ -25,7 +25,7 @@ if [ "${1:-}" = pack ]; then
   mkdir -p "$out"
   tar -czf "$out/campaign.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' \
     --exclude=checkpoints --exclude='*/final/*' --exclude='*/decoded/*' --exclude='*/reference/*' \
-    $(ls -d "$WORK/progress.log" "$LOGS" "$RES/eval" "$RUN_ROOT" "$RES/benchmarks" "$GEN" 2>/dev/null) \
+    $(ls -d "$WORK/progress.log" "$LOGS" "$RES/eval" "$RUN_ROOT" "$RES/benchmarks" "$RES/bench" "$GEN" 2>/dev/null) \
     2>/dev/null
   exit 0
 fi
@@ -112,4 +112,21 @@ wait_for "$WORK/assets/fid.ok"
 timed ldm_score python3 -m cvvae.ldm score --config $CONFIG --out $GEN --reference-decoder image_vae
 wait "$evals_pid"
 kill "$util_pid" 2>/dev/null
+note "evaluations done"
+
+# Training throughput, alone on the GPU (scripts/bench_train.py; the baseline is e369803's trainer in
+# $WORK/baseline). Last, so that a short hold loses only this.
+if [ -d "$WORK/baseline/cvvae" ]; then
+  bench=(python3 scripts/bench_train.py --baseline "$WORK/baseline" --out "$RES/bench/train_throughput.csv")
+  doubled='[{name: img128, kind: image, resolution: 128, batch_size: 16, weight: 0.4},
+    {name: img256, kind: image, resolution: 160, batch_size: 4, weight: 0.1},
+    {name: vid9, kind: video, num_frames: 9, stride: [1, 4], resolution: 128, batch_size: 2, weight: 0.25},
+    {name: vid17, kind: video, num_frames: 17, stride: [1, 4], resolution: 96, batch_size: 2, weight: 0.25}]'
+  mkdir -p "$RES/bench"
+  timed bench_recipes "${bench[@]}" --recipes baseline current
+  timed bench_image_b64 "${bench[@]}" --models image_vae --recipes current --set train.batch_size=64
+  timed bench_cvvae_x2 "${bench[@]}" --models cvvae_dec --recipes current --set "train.mixture=$(echo $doubled)"
+  timed bench_image_compile "${bench[@]}" --models image_vae --recipes current+train.compile=true
+  note "throughput measured"
+fi
 note "all done"
