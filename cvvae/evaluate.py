@@ -69,8 +69,8 @@ class LatentReference:
     """The frozen image VAE that the autoencoder's latents should stay compatible with.
 
     ``decode_image`` maps latents ``N c h w`` to images ``N C H W``; ``psi`` maps a video ``B C T H W`` to the
-    frames its latent frames stand for ``B C t H W`` (e.g. ``cvvae.train.map_frames(video, "slice")``);
-    ``encode_image`` (optional) maps images to latents for ``latent_distance``.
+    frames its latent frames stand for ``B C t H W`` (e.g. ``cvvae.models.frames.map_frames(video,
+    "slice")``); ``encode_image`` (optional) maps images to latents for ``latent_distance``.
     """
 
     decode_image: Callable[[Tensor], Tensor]
@@ -565,8 +565,8 @@ def _image_vae_spec(args: argparse.Namespace, config: dict[str, Any]) -> str | N
 
 
 def _latent_reference(args: argparse.Namespace, spec: str | None, device: str, dtype: torch.dtype):
+    from cvvae.models.frames import map_frames
     from cvvae.models.zoo import load_autoencoder
-    from cvvae.train.regularization import map_frames
 
     if spec is None:
         return None

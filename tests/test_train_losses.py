@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
+from cvvae.models.frames import map_frames, mapped_frame_indices
 from cvvae.train.config import LossConfig, RegConfig, TrainConfig
 from cvvae.train.discriminator import NLayerDiscriminator3D
 from cvvae.train.losses import (
@@ -17,7 +18,6 @@ from cvvae.train.losses import (
     kl_loss,
 )
 from cvvae.train.objective import GeneratorObjective, TrainableVideoVAE
-from cvvae.train.regularization import map_frames, mapped_frame_indices
 
 
 def tiny_image_vae(seed: int = 0) -> AutoencoderKL:

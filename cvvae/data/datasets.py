@@ -191,7 +191,7 @@ class VideoClipDataset(_MediaDataset):
     short side to ``resolution`` and cropped square.
 
     ``start`` picks the first frame: ``"first"`` (evaluation), ``"random"`` (training) or ``"center"``; by
-    default it follows ``crop`` (random crop -> random start). ``time_compression`` checks the ``1 + 4k``
+    default it follows ``crop`` (random crop -> random start). ``temporal_compression`` checks the ``1 + 4k``
     frame rule of CV-VAE; pass 1 to allow any count.
     """
 
@@ -205,12 +205,12 @@ class VideoClipDataset(_MediaDataset):
         seed: int = 0,
         on_error: OnError = "raise",
         start: StartMode | None = None,
-        time_compression: int = 4,
+        temporal_compression: int = 4,
     ) -> None:
         from cvvae.models.frames import check_num_frames
 
         super().__init__(entries, seed, on_error)
-        self.num_frames = check_num_frames(int(num_frames), time_compression)
+        self.num_frames = check_num_frames(int(num_frames), temporal_compression)
         self.stride = normalize_stride(stride)
         self.resolution = int(resolution)
         self.crop: CropMode = crop

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from cvvae.per_frame import decode_frames, encode_frames
 from cvvae.train.config import TrainConfig
 from cvvae.train.losses import (
     ReconstructionLoss,
@@ -22,12 +23,7 @@ from cvvae.train.losses import (
     generator_gan_terms,
     kl_loss,
 )
-from cvvae.train.regularization import (
-    decode_frames_with_image_vae,
-    encode_frames_with_image_vae,
-    map_frames,
-    regularized_latents,
-)
+from cvvae.train.regularization import regularization_targets, regularized_latents
 
 
 @dataclass
@@ -170,10 +166,6 @@ class GeneratorObjective(nn.Module):
             self.image_vae.eval()
         return self
 
-    def _map(self, video: Tensor, generator: torch.Generator | None) -> Tensor:
-        reg = self.config.reg
-        return map_frames(video, reg.mapping, reg.time_compression, reg.slice_position, generator)
-
     def forward(
         self,
         model: nn.Module,
@@ -195,9 +187,9 @@ class GeneratorObjective(nn.Module):
 
         image_latents = enc_target = None
         # One psi draw per step, shared by both regularisation terms.
-        targets = self._map(video, generator) if (use_dec or use_enc) else None
+        targets = regularization_targets(video, reg, generator) if (use_dec or use_enc) else None
         if use_enc:
-            image_latents = encode_frames_with_image_vae(
+            image_latents = encode_frames(
                 self.image_vae, targets, use_mode=reg.enc_latent == "mode", generator=noise
             )
             enc_target = video[:, :, :1] if reg.mapping == "first" else video
@@ -214,7 +206,7 @@ class GeneratorObjective(nn.Module):
             terms["kl"] = kl
         if use_dec:
             latents = regularized_latents(out.latents, reg.mapping)
-            decoded = decode_frames_with_image_vae(self.image_vae, latents)
+            decoded = decode_frames(self.image_vae, latents)
             dec_loss, dec_err = self.reg_dec(targets, decoded)
             total = total + reg.lambda_dec * dec_loss
             logs |= {"reg_dec": dec_loss.detach(), "reg_dec_err": dec_err}

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cvvae.per_frame import decode_frames, encode_frames
 from cvvae.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -44,7 +45,7 @@ from cvvae.train.loader import PrefetchLoader, to_device
 from cvvae.train.losses import discriminator_loss, gan_active
 from cvvae.train.objective import GeneratorObjective, TrainableVideoVAE
 from cvvae.train.optim import build_adamw, compile_in_place, to_channels_last
-from cvvae.train.regularization import decode_frames_with_image_vae, encode_frames_with_image_vae, map_frames
+from cvvae.train.regularization import regularization_targets, regularized_latents
 from cvvae.train.run_identity import prepare_run_dir, run_identity
 
 # Signals that stop a run after the current step, with a checkpoint.
@@ -740,11 +741,11 @@ class Trainer:
             psnrs.append(psnr_per_frame(out.recon.float().clamp(-1, 1), clip).mean().item())
             if self.config.kind == "cvvae" and self.image_vae is not None:
                 gen = torch.Generator().manual_seed(self.seed)
-                targets = map_frames(clip, reg.mapping, reg.time_compression, reg.slice_position, gen)
-                latents = out.latents if reg.mapping != "first" else out.latents[:, :, :1]
-                decoded = decode_frames_with_image_vae(self.image_vae, latents).float().clamp(-1, 1)
+                targets = regularization_targets(clip, reg, gen)
+                latents = regularized_latents(out.latents, reg.mapping)
+                decoded = decode_frames(self.image_vae, latents).float().clamp(-1, 1)
                 dec_psnrs.append(psnr_per_frame(decoded, targets).mean().item())
-                reference = encode_frames_with_image_vae(self.image_vae, targets, use_mode=True)
+                reference = encode_frames(self.image_vae, targets, use_mode=True)
                 distances.append(latent_distance(latents.float(), reference.float()))
 
     def _save_grid(self, clip: Tensor, recon: Tensor) -> None:
