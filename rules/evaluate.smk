@@ -1,0 +1,23 @@
+rule evaluate:
+    """Reconstruct one protocol's clips with one autoencoder: per-clip and per-frame metric tables."""
+    input:
+        evaluate_input,
+    output:
+        eval_csv("{protocol}", "{model}"),
+    params:
+        spec=lambda wc: shlex.quote(resolve_spec(wc.model)),
+        extra=evaluate_args,
+        protocol=lambda wc: section_param("protocols", wc.protocol),
+        data=section_param("data"),
+    log:
+        f"{LOGS}/evaluate_{{protocol}}_{{model}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_{{protocol}}_{{model}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    shell:
+        f"{ENV} {TIMEOUT}{CVVAE} evaluate --config {CONFIG} --protocol {{wildcards.protocol}} "
+        f"--model {{params.spec}} --name {{wildcards.model}} --out {RESULTS}/eval/{{wildcards.protocol}}/{{wildcards.model}} "
+        f"--image-vae {shlex.quote(IMAGE_VAE_SPEC)} --device {DEVICE} --no-progress --if-changed restart "
+        f"{{params.extra}} > {{log}} 2>&1"
