@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def image_vae_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny saved diffusers AutoencoderKL: the frozen image VAE of the training tests."""
-    from cvvae.train.trainer import build_image_vae
+    from cvvae.models.image_vae import build_image_vae
 
     torch.manual_seed(0)
     widths = {"block_out_channels": [8, 8, 16, 16], "norm_num_groups": 4}

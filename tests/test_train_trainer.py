@@ -10,17 +10,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
+from cvvae.models.image_vae import build_image_vae, load_image_vae
 from cvvae.profile import read_profile as load_profile
 from cvvae.train.config import resolve_cvvae_config, resolve_image_vae_config
-from cvvae.train.trainer import (
-    Trainer,
-    build_image_vae,
-    build_video_model,
-    load_image_vae,
-    train,
-    train_image_vae,
-    warmup_cosine,
-)
+from cvvae.train.trainer import Trainer, build_video_model, train, train_image_vae, warmup_cosine
 
 PROFILE = Path(__file__).parent / "data" / "tiny_profile.yaml"
 TINY = [

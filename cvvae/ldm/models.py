@@ -19,22 +19,6 @@ from cvvae.ldm.config import NoiseConfig
 LDM_FILE = "ldm.json"
 
 
-def load_frozen_image_vae(path: str, subfolder: str | None = None) -> nn.Module:
-    """The diffusers ``AutoencoderKL`` at ``path/subfolder`` in eval mode without gradients."""
-    from diffusers import AutoencoderKL
-
-    from cvvae.models.loading import check_class, load_pretrained_strict
-
-    folder = Path(path) / (subfolder or "")
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"image VAE not found at {folder} (no config.json): train it with `cvvae train-image-vae`, set "
-            "ldm.image_vae_path to its final/ folder (the one the CV-VAEs were trained against)"
-        )
-    check_class(folder, ("AutoencoderKL",), "an image VAE (diffusers AutoencoderKL)")
-    return load_pretrained_strict(AutoencoderKL, folder).eval().requires_grad_(False)
-
-
 def vae_downsampling(vae: nn.Module) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 

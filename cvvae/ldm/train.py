@@ -25,11 +25,11 @@ from cvvae.ldm.data import centre_crops, training_batches
 from cvvae.ldm.models import (
     LDMInfo,
     build_unet,
-    load_frozen_image_vae,
     save_model,
     training_scheduler,
     vae_downsampling,
 )
+from cvvae.models.image_vae import load_image_vae
 from cvvae.train.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state, rng_state
 from cvvae.train.checkpoint import save_checkpoint as write_checkpoint
 from cvvae.train.config import dump_yaml, to_dict
@@ -133,7 +133,8 @@ class LDMTrainer:
         self.run_dir = Path(run_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch.manual_seed(run.seed)
-        self.vae = load_frozen_image_vae(run.image_vae_path, run.image_vae_subfolder).to(self.device)
+        self.vae = load_image_vae(run.image_vae_path, run.image_vae_subfolder, setting="ldm.image_vae_path")
+        self.vae = self.vae.to(self.device)
         self.latent_channels = int(self.vae.config.latent_channels)
         self.latent_size = self.cfg.resolution // vae_downsampling(self.vae)
         self.unet = build_unet(run.model, self.latent_channels, self.latent_size).to(self.device)

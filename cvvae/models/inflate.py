@@ -269,11 +269,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from diffusers import AutoencoderKL
-
-    from cvvae.models.loading import check_class, load_pretrained_strict
+    from .image_vae import load_image_vae
 
     folder, subfolder = args.image_vae, args.subfolder
     if args.image_vae.startswith("image_vae:"):
@@ -281,21 +277,13 @@ def run(args: argparse.Namespace) -> int:
 
         spec = parse_spec(args.image_vae)
         folder, subfolder = spec.get("path", ""), spec.get("subfolder") or subfolder
-    source = Path(folder) / (subfolder or "")
-    if not (source / "config.json").is_file():
-        raise FileNotFoundError(
-            f"no image VAE at {source}: expected a diffusers AutoencoderKL folder with config.json and "
-            "weights "
-            "(e.g. the 'vae' folder of a Stable Diffusion 2.1 download, or a run's image_vae/final folder)"
-        )
+    vae = load_image_vae(folder, subfolder, setting="--image-vae")
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = _parse_value(value)
-    check_class(source, ("AutoencoderKL",), "an image VAE (diffusers AutoencoderKL)")
-    vae = load_pretrained_strict(AutoencoderKL, source)
     # The profile's cvvae.model may choose the temporal-attention init as well; it wins over the flag.
     options = {"temporal_attention_init": args.temporal_attention_init, **overrides}
     model = inflate_from_image_vae(vae, **options)

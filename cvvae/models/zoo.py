@@ -491,7 +491,6 @@ def model_dir(spec: Mapping[str, Any]) -> Path:
 
 
 CVVAE_CLASSES = ("CVVAEModel", "CVVAESD3Model")
-IMAGE_VAE_CLASSES = ("AutoencoderKL",)
 # Ours (cvvae.models.svd_init) and the released SVD VAE's.
 SVD_VAE_CLASSES = ("TemporalDecoderVAE", "AutoencoderKLTemporalDecoder")
 
@@ -510,13 +509,11 @@ def _load_cvvae(spec: Mapping[str, Any]) -> nn.Module:
 
 
 def _load_image_vae(spec: Mapping[str, Any]) -> nn.Module:
-    from diffusers import AutoencoderKL
+    from .image_vae import build_image_vae, load_image_vae
 
     if spec.get("random_weights"):
-        return AutoencoderKL(**{**SD21_VAE_CONFIG, **spec.get("config", {})})
-    folder = model_dir(spec)
-    check_class(folder, IMAGE_VAE_CLASSES, f"an image VAE for kind {spec['kind']!r}")
-    return load_pretrained_strict(AutoencoderKL, folder)
+        return build_image_vae({**SD21_VAE_CONFIG, **spec.get("config", {})})
+    return load_image_vae(model_dir(spec), what=f"an image VAE for kind {spec['kind']!r}")
 
 
 def _load_svd_vae(spec: Mapping[str, Any]) -> nn.Module:

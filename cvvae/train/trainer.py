@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cvvae.models.image_vae import build_image_vae, load_image_vae
 from cvvae.per_frame import decode_frames, encode_frames
 from cvvae.train.checkpoint import (
     latest_checkpoint,
@@ -247,26 +248,6 @@ class CsvLog:
 # ------------------------------------------------------------------------------------------------ models
 
 
-def load_image_vae(path: str, subfolder: str | None = None) -> nn.Module:
-    """The frozen diffusers ``AutoencoderKL`` (regularisation target and inflation source)."""
-    from diffusers import AutoencoderKL
-
-    folder = Path(path) / (subfolder or "")
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"image VAE not found at {folder} (no config.json). Small profiles: run `cvvae train-image-vae "
-            "--config PROFILE.yaml --out RUN_DIR` and set cvvae.image_vae_path to RUN_DIR/final."
-            " Paper scale: "
-            "download the SD2.1 VAE (model hub repo stabilityai/stable-diffusion-2-1-base, folder vae/) and "
-            "set cvvae.image_vae_path to that folder."
-        )
-    from cvvae.models.loading import check_class, load_pretrained_strict
-
-    check_class(folder, ("AutoencoderKL",), "an image VAE (diffusers AutoencoderKL)")
-    vae = load_pretrained_strict(AutoencoderKL, folder)
-    return vae.eval().requires_grad_(False)
-
-
 def build_video_model(run: RunConfig, image_vae: nn.Module) -> nn.Module:
     kind = run.train.kind
     if kind == "svd_vae":
@@ -281,17 +262,6 @@ def build_video_model(run: RunConfig, image_vae: nn.Module) -> nn.Module:
         check_class(run.init_path, ("CVVAEModel",), "a CV-VAE (cvvae.init_path)")
         return load_pretrained_strict(CVVAEModel, run.init_path, **run.model)
     return inflate_from_image_vae(image_vae, **run.model)
-
-
-def build_image_vae(model_kwargs: dict[str, Any]) -> nn.Module:
-    """A fresh diffusers ``AutoencoderKL``; block types are filled in to match ``block_out_channels``."""
-    from diffusers import AutoencoderKL
-
-    kwargs = dict(model_kwargs)
-    levels = len(kwargs.get("block_out_channels", (64,)))
-    kwargs.setdefault("down_block_types", ["DownEncoderBlock2D"] * levels)
-    kwargs.setdefault("up_block_types", ["UpDecoderBlock2D"] * levels)
-    return AutoencoderKL(**kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ trainer
