@@ -547,20 +547,22 @@ def evaluation_identity(
 
 def _image_vae_spec(args: argparse.Namespace, config: dict[str, Any]) -> str | None:
     """The spec of the frozen image VAE for latent compatibility, or None when there is none."""
+    from cvvae.profile import frozen_image_vae
+
     spec = args.image_vae
     if spec is None:
-        path = (config.get("cvvae") or {}).get("image_vae_path")
-        if not path:
+        location = frozen_image_vae(config)
+        if not location.path:
             return None
-        if not Path(path).exists():
+        if not location.folder.exists():
             # Say so: the compatibility columns would otherwise just be missing from the tables.
             print(
-                f"latent compatibility not computed: the profile's image VAE {path} does not exist "
-                "(train it first, or pass --image-vae SPEC, or --image-vae none to silence this)",
+                f"latent compatibility not computed: the profile's image VAE {location.folder} does not "
+                "exist (train it first, or pass --image-vae SPEC, or --image-vae none to silence this)",
                 file=sys.stderr,
             )
             return None
-        spec = f"image_vae:{path}"
+        spec = location.spec
     return None if spec == "none" else spec
 
 

@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -241,6 +241,37 @@ def section_errors(profile: Mapping[str, Any], notebooks_dir: Path | None = None
             f"workflow.variants: {unknown} are not defined under cvvae.variants ({sorted(variants)})"
         )
     return errors
+
+
+class ImageVAELocation(NamedTuple):
+    """Where a profile's frozen image VAE lives: ``path`` ("" when there is none) and ``subfolder``."""
+
+    path: str
+    subfolder: str | None
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.path) / (self.subfolder or "")
+
+    @property
+    def spec(self) -> str | None:
+        """The zoo spec (``image_vae:PATH[?subfolder=NAME]``), or None when there is no image VAE."""
+        if not self.path:
+            return None
+        return f"image_vae:{self.path}" + (f"?subfolder={self.subfolder}" if self.subfolder else "")
+
+
+def frozen_image_vae(profile: Mapping[str, Any], runs_dir: str | Path | None = None) -> ImageVAELocation:
+    """The frozen image VAE of ``profile`` (the CV-VAEs' regularisation target and compatibility reference).
+
+    A profile that pretrains its own (``workflow.train_image_vae``) finds it in ``<runs_dir>/image_vae/final``
+    when ``runs_dir`` is given (the workflow, whose results folder may be overridden); otherwise
+    ``cvvae.image_vae_path`` and ``cvvae.image_vae_subfolder`` name it.
+    """
+    if runs_dir is not None and (profile.get("workflow") or {}).get("train_image_vae"):
+        return ImageVAELocation(f"{runs_dir}/image_vae/final", None)
+    section = profile.get("cvvae") or {}
+    return ImageVAELocation(section.get("image_vae_path") or "", section.get("image_vae_subfolder"))
 
 
 def spec_run(spec: str) -> str | None:

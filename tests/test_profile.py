@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from cvvae import cli
-from cvvae.profile import ProfileError, apply_overrides, load_profile, read_profile, schema, validate_profile
+from cvvae.profile import (
+    ProfileError,
+    apply_overrides,
+    frozen_image_vae,
+    load_profile,
+    read_profile,
+    schema,
+    validate_profile,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / "config" / "ci.yaml"
@@ -113,3 +121,20 @@ def test_cli_user_errors_are_one_line_with_exit_status_2(tmp_path: Path, capsys)
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="seeed"):
         cli.main(["train", "--config", str(CI), "--out", str(tmp_path), "--set", "seeed=3", "--debug"])
+
+
+def test_the_frozen_image_vae_is_the_pretrained_run_or_the_configured_folder() -> None:
+    trained = {
+        "workflow": {"train_image_vae": True},
+        "cvvae": {"image_vae_path": "results/x/runs/image_vae/final"},
+    }
+    assert frozen_image_vae(trained).spec == "image_vae:results/x/runs/image_vae/final"
+    # the workflow passes its runs folder, which follows an overridden results_dir
+    assert frozen_image_vae(trained, "/tmp/r/runs") == ("/tmp/r/runs/image_vae/final", None)
+    released = {
+        "workflow": {"train_image_vae": False},
+        "cvvae": {"image_vae_path": "w/sd", "image_vae_subfolder": "vae"},
+    }
+    location = frozen_image_vae(released, "/tmp/r/runs")
+    assert location.spec == "image_vae:w/sd?subfolder=vae" and location.folder == Path("w/sd/vae")
+    assert frozen_image_vae({}).spec is None
