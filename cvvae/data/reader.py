@@ -271,11 +271,3 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
         raise ValueError(f"expected uint8 T H W C frames, got {frames.dtype} with shape {frames.shape}")
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
     return video.div_(127.5).sub_(1.0)
-
-
-def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
-    """float ``C T H W`` in [-1, 1] -> uint8 ``T H W C`` (rounded, clamped)."""
-    if video.ndim != 4:
-        raise ValueError(f"expected a C T H W tensor, got shape {tuple(video.shape)}")
-    scaled = ((video.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-    return scaled.permute(1, 2, 3, 0).cpu().numpy()

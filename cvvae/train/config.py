@@ -25,6 +25,7 @@ differ the official value is named in the field's comment so that a profile can 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -386,12 +387,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}: {value!r} is not one of {list(choices)}")
         return value
     if origin in (typing.Union, types.UnionType):  # e.g. int | list[int]
-        errors = []
         for arg in typing.get_args(tp):
-            try:
+            with contextlib.suppress(ValueError):
                 return _convert(value, arg, where)
-            except ValueError as exc:
-                errors.append(str(exc))
         raise ValueError(f"{where}: {value!r} does not match {tp}")
     if origin is list:
         if not isinstance(value, list | tuple):
