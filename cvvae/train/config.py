@@ -192,7 +192,32 @@ class OptimizerConfig:
 
 
 @dataclass
-class TrainConfig(OptimizerConfig):
+class LoopConfig:
+    """Logging, validation, checkpoint and loader settings of a training loop: shared by CV-VAE and
+    image-VAE training."""
+
+    log_every: int = 10
+    """Write a row of ``metrics.csv`` every N steps."""
+    val_every: int = 500
+    """Validate every N steps (0: only at the end)."""
+    ckpt_every: int = 500
+    """Write a resumable checkpoint every N steps (and on SIGTERM)."""
+    keep_ckpts: int = 2
+    """Number of most recent checkpoints kept."""
+    num_workers: int = 0
+    """Loader threads that read and crop the items of upcoming batches while the GPU trains (0: the loop
+    loads each batch itself). Batches are the same whatever the number."""
+    prefetch_batches: int = 2
+    """Batches prepared ahead of the training step by the loader threads (with ``num_workers`` > 0)."""
+    cache_decoded: bool = True
+    """Keep every decoded training video and image in memory as uint8 (decoded once, then only windowed,
+    resized and cropped): the same items as decoding each time, without the decoder in the loop."""
+    val_at_start: bool = True
+    """Validate before the first step, so ``val_metrics.csv`` starts with the model's own step-0 value."""
+
+
+@dataclass
+class TrainConfig(LoopConfig, OptimizerConfig):
     """One CV-VAE (or SVD-style VAE) training run; ``cvvae.train`` plus the chosen variant."""
 
     kind: Literal["cvvae", "svd_vae", "image_vae"] = "cvvae"
@@ -227,30 +252,12 @@ class TrainConfig(OptimizerConfig):
     """Reconstruction, KL and GAN losses."""
     reg: RegConfig = field(default_factory=RegConfig)
     """Latent regularisation."""
-    log_every: int = 10
-    """Write a row of ``metrics.csv`` every N steps."""
-    val_every: int = 500
-    """Validate every N steps (0: only at the end)."""
     val_clips: int = 8
     """Validation clips (from the val split)."""
     val_num_frames: int = 9
     """Frames of each validation clip (1 + 4k)."""
     val_resolution: int = 64
     """Centre-crop size of validation clips."""
-    ckpt_every: int = 500
-    """Write a resumable checkpoint every N steps (and on SIGTERM)."""
-    keep_ckpts: int = 2
-    """Number of most recent checkpoints kept."""
-    num_workers: int = 0
-    """Loader threads that read and crop the items of upcoming batches while the GPU trains (0: the loop
-    loads each batch itself). Batches are the same whatever the number."""
-    prefetch_batches: int = 2
-    """Batches prepared ahead of the training step by the loader threads (with ``num_workers`` > 0)."""
-    cache_decoded: bool = True
-    """Keep every decoded training video and image in memory as uint8 (decoded once, then only windowed,
-    resized and cropped): the same items as decoding each time, without the decoder in the loop."""
-    val_at_start: bool = True
-    """Validate before the first step, so ``val_metrics.csv`` starts with the model's own step-0 value."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -266,7 +273,7 @@ class TrainConfig(OptimizerConfig):
 
 
 @dataclass
-class ImageVAETrainConfig(OptimizerConfig):
+class ImageVAETrainConfig(LoopConfig, OptimizerConfig):
     """Pretraining of the small image VAE (diffusers ``AutoencoderKL``) of the small profiles."""
 
     steps: int = 1000
@@ -281,17 +288,8 @@ class ImageVAETrainConfig(OptimizerConfig):
     """Same losses as the CV-VAE (L1 + LPIPS + KL); the GAN is off by default."""
     synthetic_data: bool = False
     """Seeded random images instead of a dataset (smoke runs only)."""
-    log_every: int = 10
-    val_every: int = 500
-    """Validate (PSNR on the val split) every N steps (0: only at the end)."""
     val_images: int = 16
-    ckpt_every: int = 500
-    keep_ckpts: int = 2
-    num_workers: int = 0
-    """Loader threads (see ``TrainConfig.num_workers``)."""
-    prefetch_batches: int = 2
-    cache_decoded: bool = True
-    val_at_start: bool = True
+    """Validation images (PSNR on the val split)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:

@@ -752,7 +752,7 @@ def train(
 
 def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
     """The image-VAE pretraining as a ``TrainConfig`` of kind ``image_vae`` (no regularisation)."""
-    from cvvae.train.config import MixtureSourceConfig, OptimizerConfig, RegConfig
+    from cvvae.train.config import LoopConfig, MixtureSourceConfig, OptimizerConfig, RegConfig
 
     cfg = run.train
     mixture = [MixtureSourceConfig("images", "image", cfg.resolution, cfg.batch_size, 1.0)]
@@ -760,13 +760,12 @@ def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
         mixture.append(
             MixtureSourceConfig("frames", "video", cfg.resolution, cfg.batch_size, 1.0, num_frames=1)
         )
-    optimizer = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(OptimizerConfig)}
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(OptimizerConfig)}
+    shared |= {f.name: getattr(cfg, f.name) for f in dataclasses.fields(LoopConfig)}
     return TrainConfig(
-        **optimizer, kind="image_vae", steps=cfg.steps, mixture=mixture, synthetic_data=cfg.synthetic_data,
-        loss=cfg.loss, reg=RegConfig(lambda_dec=0.0, lambda_enc=0.0), log_every=cfg.log_every,
-        val_every=cfg.val_every, val_clips=cfg.val_images, val_num_frames=1, val_resolution=cfg.resolution,
-        ckpt_every=cfg.ckpt_every, keep_ckpts=cfg.keep_ckpts, num_workers=cfg.num_workers,
-        prefetch_batches=cfg.prefetch_batches, cache_decoded=cfg.cache_decoded, val_at_start=cfg.val_at_start,
+        **shared, kind="image_vae", steps=cfg.steps, mixture=mixture, synthetic_data=cfg.synthetic_data,
+        loss=cfg.loss, reg=RegConfig(lambda_dec=0.0, lambda_enc=0.0), val_clips=cfg.val_images,
+        val_num_frames=1, val_resolution=cfg.resolution,
     )  # fmt: skip
 
 
