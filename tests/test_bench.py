@@ -10,15 +10,12 @@ import torch
 from diffusers import AutoencoderKL
 
 from cvvae import bench
+from cvvae.models.image_vae import image_vae_kwargs
 from cvvae.models.zoo import ImageVAEAutoencoder
 
-TINY_IMAGE_VAE = dict(
-    block_out_channels=(32, 32),
-    down_block_types=2 * ("DownEncoderBlock2D",),
-    up_block_types=2 * ("UpDecoderBlock2D",),
-    layers_per_block=1,
-    latent_channels=4,
-    norm_num_groups=8,
+# Block types spelled out: as a random-weights config they replace the four of the released SD2.1 VAE.
+TINY_IMAGE_VAE = image_vae_kwargs(
+    dict(block_out_channels=(32, 32), layers_per_block=1, latent_channels=4, norm_num_groups=8)
 )
 TINY_CVVAE = dict(ch=8, ch_mult=(1, 2, 2, 2), num_res_blocks=1, norm_num_groups=4, tile_spatial_size=None)
 

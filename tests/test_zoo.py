@@ -8,6 +8,7 @@ from diffusers import AutoencoderKL
 
 from cvvae.dtypes import resolve_dtype
 from cvvae.models import CVVAEModel
+from cvvae.models.image_vae import build_image_vae
 from cvvae.models.svd_init import svd_vae_from_image_vae
 from cvvae.models.zoo import (
     CVVAEAutoencoder,
@@ -20,20 +21,13 @@ from cvvae.models.zoo import (
     parse_spec,
 )
 
-TINY_IMAGE_VAE = dict(
-    block_out_channels=(32, 32, 32, 32),
-    down_block_types=4 * ("DownEncoderBlock2D",),
-    up_block_types=4 * ("UpDecoderBlock2D",),
-    layers_per_block=1,
-    latent_channels=4,
-    norm_num_groups=8,
-)
+TINY_IMAGE_VAE = dict(block_out_channels=(32,) * 4, layers_per_block=1, latent_channels=4, norm_num_groups=8)
 TINY_CVVAE = dict(ch=8, ch_mult=(1, 2, 2, 2), num_res_blocks=1, norm_num_groups=4, tile_spatial_size=None)
 
 
 def tiny_image_vae(seed: int = 0) -> AutoencoderKL:
     torch.manual_seed(seed)
-    return AutoencoderKL(**TINY_IMAGE_VAE).eval()
+    return build_image_vae(TINY_IMAGE_VAE).eval()
 
 
 def tiny_cvvae(seed: int = 0) -> CVVAEModel:

@@ -6,20 +6,16 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
 
+from cvvae.models.image_vae import build_image_vae
 from cvvae.models.svd_init import TemporalDecoderVAE, svd_vae_from_image_vae
 
 
 def image_vae(seed: int = 0, **overrides) -> AutoencoderKL:
     torch.manual_seed(seed)
     config = dict(
-        block_out_channels=(32, 64, 64, 64),
-        down_block_types=4 * ("DownEncoderBlock2D",),
-        up_block_types=4 * ("UpDecoderBlock2D",),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
+        block_out_channels=(32, 64, 64, 64), layers_per_block=1, latent_channels=4, norm_num_groups=8
     )
-    vae = AutoencoderKL(**{**config, **overrides}).eval()
+    vae = build_image_vae({**config, **overrides}).eval()
     # random init leaves biases and norms near trivial values; perturb them so the copy is really tested
     with torch.no_grad():
         for p in vae.parameters():

@@ -16,15 +16,20 @@ from .loading import check_class, load_pretrained_strict
 IMAGE_VAE_CLASSES = ("AutoencoderKL",)
 
 
-def build_image_vae(model_kwargs: dict[str, Any]) -> nn.Module:
-    """A fresh diffusers ``AutoencoderKL``; block types are filled in to match ``block_out_channels``."""
-    from diffusers import AutoencoderKL
-
+def image_vae_kwargs(model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``AutoencoderKL`` keyword arguments with the block types filled in to match ``block_out_channels``."""
     kwargs = dict(model_kwargs)
     levels = len(kwargs.get("block_out_channels", (64,)))
     kwargs.setdefault("down_block_types", ["DownEncoderBlock2D"] * levels)
     kwargs.setdefault("up_block_types", ["UpDecoderBlock2D"] * levels)
-    return AutoencoderKL(**kwargs)
+    return kwargs
+
+
+def build_image_vae(model_kwargs: dict[str, Any]) -> nn.Module:
+    """A fresh diffusers ``AutoencoderKL`` (block types filled in to match ``block_out_channels``)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**image_vae_kwargs(model_kwargs))
 
 
 def load_image_vae(
