@@ -13,7 +13,7 @@ import pytest
 from cvvae.data import ImageDataset, VideoClipDataset, read_video_frames
 from cvvae.data.cli import add_arguments, run
 from cvvae.data.embedded import EmbeddedDataConfig, build_embedded_dataset
-from cvvae.data.manifest import manifest_digest
+from cvvae.data.manifest import MANIFEST_COLUMNS, manifest_digest
 from cvvae.data.motion import camera_trajectory, render_camera_clip
 from cvvae.data.scenes import detect_cuts, shot_segments
 from cvvae.data.sources import opencv_doc_sources
@@ -53,17 +53,8 @@ def test_counts_and_columns(builds: dict) -> None:
         ("val", "image"): 2,
         ("val", "video"): 1,
     }
-    assert list(manifest.columns) == [
-        "path",
-        "kind",
-        "source",
-        "licence",
-        "frames",
-        "fps",
-        "height",
-        "width",
-        "split",
-    ]
+    expected = ["path", "kind", "source", "licence", "frames", "fps", "height", "width", "split"]
+    assert list(manifest.columns) == list(MANIFEST_COLUMNS) == expected
     assert manifest["licence"].str.len().min() > 0
     info = json.loads((builds["root"] / "a" / "build_info.json").read_text())
     assert info["manifest_sha256"] == manifest_digest(builds["root"] / "a" / "manifest.csv")

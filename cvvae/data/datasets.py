@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from cvvae.data.reader import MediaReadError, frames_to_tensor, read_image, read
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "skip"]
+DatasetT = TypeVar("DatasetT", bound="_MediaDataset")
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,10 @@ class DecodedCache:
 
 
 class _MediaDataset(Dataset):
-    """Shared bookkeeping: per-item generators, epochs, skip-or-raise."""
+    """Shared bookkeeping: per-item generators, epochs, skip-or-raise; building from a manifest or paths."""
+
+    # Manifest kinds a dataset of this class reads by default.
+    MANIFEST_KINDS: frozenset[str] = frozenset()
 
     def __init__(self, entries: list[MediaEntry], seed: int, on_error: OnError) -> None:
         if on_error not in ("raise", "skip"):
@@ -136,6 +140,27 @@ class _MediaDataset(Dataset):
         self.skipped = 0  # bad files met so far (per process when loaded by DataLoader workers)
         self.bad_paths: set[str] = set()
         self.cache: DecodedCache | None = None  # see use_cache
+
+    @classmethod
+    def from_manifest(
+        cls: type[DatasetT],
+        manifest_csv: str | Path,
+        split: str | None,
+        *args: Any,
+        root: str | Path | None = None,
+        kinds: set[str] | frozenset[str] | None = None,
+        **kwargs: Any,
+    ) -> DatasetT:
+        """Rows of ``split`` (all splits when None) whose kind is in ``kinds`` (default: the class's
+        ``MANIFEST_KINDS``), paths relative to ``root`` (default: the manifest's folder). The other
+        arguments are the constructor's after ``entries``."""
+        kinds = cls.MANIFEST_KINDS if kinds is None else kinds
+        return cls(_entries_from_manifest(manifest_csv, split, kinds, root), *args, **kwargs)
+
+    @classmethod
+    def from_paths(cls: type[DatasetT], paths: Sequence[str | Path], *args: Any, **kwargs: Any) -> DatasetT:
+        """The files ``paths``; the other arguments are the constructor's after ``entries``."""
+        return cls(_entries_from_paths(paths), *args, **kwargs)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -195,6 +220,8 @@ class VideoClipDataset(_MediaDataset):
     frame rule of CV-VAE; pass 1 to allow any count.
     """
 
+    MANIFEST_KINDS = VIDEO_KINDS
+
     def __init__(
         self,
         entries: list[MediaEntry],
@@ -217,31 +244,6 @@ class VideoClipDataset(_MediaDataset):
         self.start: StartMode = start or ("random" if crop == "random" else "first")
         if self.resolution < 1:
             raise ValueError(f"resolution must be positive, got {resolution}")
-
-    @classmethod
-    def from_manifest(
-        cls,
-        manifest_csv: str | Path,
-        split: str | None,
-        num_frames: int,
-        stride: Stride | list[int] = 1,
-        resolution: int = 256,
-        crop: CropMode = "center",
-        seed: int = 0,
-        on_error: OnError = "raise",
-        *,
-        root: str | Path | None = None,
-        kinds: set[str] | frozenset[str] = VIDEO_KINDS,
-        **kwargs: Any,
-    ) -> VideoClipDataset:
-        """Video rows (kinds ``video`` and ``camera_video``) of ``split``; paths relative to ``root``
-        (default: the manifest's folder)."""
-        entries = _entries_from_manifest(manifest_csv, split, kinds, root)
-        return cls(entries, num_frames, stride, resolution, crop, seed, on_error, **kwargs)
-
-    @classmethod
-    def from_paths(cls, paths: Sequence[str | Path], num_frames: int, **kwargs: Any) -> VideoClipDataset:
-        return cls(_entries_from_paths(paths), num_frames, **kwargs)
 
     def _load_entry(self, entry: MediaEntry, rng: np.random.Generator) -> dict[str, Any]:
         available = entry.frames if entry.frames is not None else video_info(entry.path).num_frames
@@ -276,6 +278,8 @@ class ImageDataset(_MediaDataset):
     Grayscale, palette and RGBA images are converted to RGB.
     """
 
+    MANIFEST_KINDS = IMAGE_KINDS
+
     def __init__(
         self,
         entries: list[MediaEntry],
@@ -288,27 +292,6 @@ class ImageDataset(_MediaDataset):
         self.resolution = int(resolution)
         self.crop: CropMode = crop
         self.num_frames = 1
-
-    @classmethod
-    def from_manifest(
-        cls,
-        manifest_csv: str | Path,
-        split: str | None,
-        resolution: int = 256,
-        crop: CropMode = "center",
-        seed: int = 0,
-        on_error: OnError = "raise",
-        *,
-        root: str | Path | None = None,
-        kinds: set[str] | frozenset[str] = IMAGE_KINDS,
-    ) -> ImageDataset:
-        """Image rows of ``split``; paths relative to ``root`` (default: the manifest's folder)."""
-        entries = _entries_from_manifest(manifest_csv, split, kinds, root)
-        return cls(entries, resolution, crop, seed, on_error)
-
-    @classmethod
-    def from_paths(cls, paths: Sequence[str | Path], **kwargs: Any) -> ImageDataset:
-        return cls(_entries_from_paths(paths), **kwargs)
 
     @classmethod
     def from_folder(cls, folder: str | Path, **kwargs: Any) -> ImageDataset:
