@@ -5,9 +5,9 @@ rule data:
     log:
         f"{LOGS}/data.log",
     benchmark:
-        f"{BENCH}/data.tsv"
+        f"{BENCHMARKS}/data.tsv"
     threads: THREADS
     params:
         embedded=section_param("data", "embedded"),
     shell:
-        f"{ENV} {TIMEOUT}{CVVAE} data embedded --config {CONFIG} --out {DATA_ROOT} > {{log}} 2>&1"
+        f"{JOB_ENV} {TIMEOUT}{CVVAE_CLI} data embedded --config {PROFILE_FILE} --out {DATA_ROOT} > {{log}} 2>&1"

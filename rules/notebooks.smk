@@ -6,13 +6,13 @@ rule notebook:
     output:
         update(f"{RESULTS}/notebooks/{{notebook}}.ipynb"),
     params:
-        notebook=lambda wc: json.dumps(P["notebooks"].get(wc.notebook) or {}, sort_keys=True),
-        common=json.dumps(P["notebooks"].get("common") or {}, sort_keys=True),
+        notebook=lambda wc: notebook_param(wc.notebook),
+        common=notebook_param("common"),
     log:
         f"{LOGS}/notebook_{{notebook}}.log",
     benchmark:
-        f"{BENCH}/notebook_{{notebook}}.tsv"
+        f"{BENCHMARKS}/notebook_{{notebook}}.tsv"
     threads: 1
     shell:
-        f"{ENV} {TIMEOUT}{CVVAE} notebook {{wildcards.notebook}} --config {CONFIG} --results {RESULTS} "
+        f"{JOB_ENV} {TIMEOUT}{CVVAE_CLI} notebook {{wildcards.notebook}} --config {PROFILE_FILE} --results {RESULTS} "
         f"> {{log}} 2>&1"

@@ -9,12 +9,12 @@ rule report:
     log:
         f"{LOGS}/report.log",
     shell:
-        f"{PY} -m cvvae.report --config {CONFIG} --results {RESULTS} > {{log}} 2>&1"
+        f"{PYTHON} -m cvvae.report --config {PROFILE_FILE} --results {RESULTS} > {{log}} 2>&1"
 
 
 # The run ends at the report: say where it is, or where the log of a failed job is.
 onsuccess:
-    print(f"\nDone: the report of profile {PROFILE} is {RESULTS}/README.md (tables in {RESULTS}/tables/).")
+    print(f"\nDone: the report of profile {PROFILE_NAME} is {RESULTS}/README.md (tables in {RESULTS}/tables/).")
 
 
 onerror:

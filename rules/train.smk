@@ -1,3 +1,6 @@
+# Training rules run one process per GPU of the job (workflow.processes) and declare those GPUs.
+
+
 rule image_vae:
     """Pretrain the small image VAE that stands in for the SD2.1 VAE at small scale."""
     input:
@@ -7,15 +10,15 @@ rule image_vae:
     log:
         f"{LOGS}/image_vae.log",
     benchmark:
-        f"{BENCH}/image_vae.tsv"
+        f"{BENCHMARKS}/image_vae.tsv"
     threads: THREADS
     resources:
         gpu=TRAIN_GPUS,
     params:
         run_config=lambda wc: run_config_param("image_vae"),
     shell:
-        f"{ENV} {TIMEOUT}{TRAIN_CVVAE} train-image-vae --config {CONFIG} --out {RUNS}/image_vae --if-changed restart "
-        f"> {{log}} 2>&1"
+        f"{JOB_ENV} {TIMEOUT}{TRAIN_CLI} train-image-vae --config {PROFILE_FILE} --out {RUNS}/image_vae "
+        f"--if-changed restart > {{log}} 2>&1"
 
 
 rule inflate:
@@ -27,16 +30,14 @@ rule inflate:
     log:
         f"{LOGS}/inflate.log",
     benchmark:
-        f"{BENCH}/inflate.tsv"
+        f"{BENCHMARKS}/inflate.tsv"
     threads: 1
     params:
         image_vae=IMAGE_VAE_PATH,
         subfolder=f"--subfolder {IMAGE_VAE_SUBFOLDER}" if IMAGE_VAE_SUBFOLDER else "",
-        overrides=" ".join(
-            "--set " + shlex.quote(f"{k}={json.dumps(v)}") for k, v in ((P.get("cvvae") or {}).get("model") or {}).items()
-        ),
+        overrides=inflate_overrides(),
     shell:
-        f"{ENV} {TIMEOUT}{CVVAE} inflate --image-vae {{params.image_vae}} {{params.subfolder}} "
+        f"{JOB_ENV} {TIMEOUT}{CVVAE_CLI} inflate --image-vae {{params.image_vae}} {{params.subfolder}} "
         f"--out {RUNS}/inflated/final {{params.overrides}} > {{log}} 2>&1"
 
 
@@ -50,7 +51,7 @@ rule train:
     log:
         f"{LOGS}/train_{{run}}.log",
     benchmark:
-        f"{BENCH}/train_{{run}}.tsv"
+        f"{BENCHMARKS}/train_{{run}}.tsv"
     # Training first: evaluation jobs fill the GPU slots that training leaves free.
     priority: 1
     threads: THREADS
@@ -59,5 +60,5 @@ rule train:
     params:
         run_config=lambda wc: run_config_param(wc.run),
     shell:
-        f"{ENV} {TIMEOUT}{TRAIN_CVVAE} train --config {CONFIG} --variant {{wildcards.run}} {SET_IMAGE_VAE} "
+        f"{JOB_ENV} {TIMEOUT}{TRAIN_CLI} train --config {PROFILE_FILE} --variant {{wildcards.run}} {SET_IMAGE_VAE} "
         f"--out {RUNS}/{{wildcards.run}} --if-changed restart > {{log}} 2>&1"
