@@ -71,6 +71,26 @@ def _grid(
     return tuple(out)
 
 
+def _printed_table(
+    name: str,
+    caption: str,
+    protocol: str,
+    printed: Mapping[str, tuple[str, Iterable[float]]],
+    datasets: tuple[str, ...],
+    metrics: tuple[str, ...],
+    notes: tuple[str, ...] = (),
+) -> PaperTable:
+    """A table from its rows as printed: row id -> (label, numbers in dataset-major, metric-minor order)."""
+    return PaperTable(
+        name=name,
+        caption=caption,
+        protocol=protocol,
+        rows={row: label for row, (label, _) in printed.items()},
+        values=_grid({row: numbers for row, (_, numbers) in printed.items()}, datasets, metrics),
+        notes=notes,
+    )
+
+
 _REC = ("psnr", "ssim", "lpips")
 _RECON_DATASETS = ("coco_val", "webvid_val")
 _RECON_PROTOCOL = (
@@ -82,167 +102,123 @@ _RECON_PROTOCOL = (
 PAPER_TABLES: dict[str, PaperTable] = {
     t.name: t
     for t in [
-        PaperTable(
-            name="table1",
-            caption="Table 1: image and video reconstruction",
-            protocol=_RECON_PROTOCOL,
-            rows={
-                "vae_sd21": "VAE-SD2.1",
-                "vqgan": "VQGAN (f8-8192)",
-                "tats": "TATS",
-                "vae_osp": "VAE-OSP (Open-Sora-Plan)",
-                "cvvae_2d3d": "Ours (2D+3D)",
-                "cvvae_3d": "Ours (3D)",
+        _printed_table(
+            "table1",
+            "Table 1: image and video reconstruction",
+            _RECON_PROTOCOL,
+            {
+                "vae_sd21": ("VAE-SD2.1", [26.6, 0.773, 0.127, 28.9, 0.810, 0.145]),
+                "vqgan": ("VQGAN (f8-8192)", [22.7, 0.678, 0.186, 24.6, 0.718, 0.179]),
+                "tats": ("TATS", [23.4, 0.741, 0.287, 24.1, 0.729, 0.310]),
+                "vae_osp": ("VAE-OSP (Open-Sora-Plan)", [27.0, 0.791, 0.142, 26.7, 0.781, 0.166]),
+                "cvvae_2d3d": ("Ours (2D+3D)", [27.6, 0.805, 0.136, 28.5, 0.817, 0.143]),
+                "cvvae_3d": ("Ours (3D)", [27.7, 0.805, 0.135, 28.6, 0.819, 0.145]),
             },
-            values=_grid(
-                {
-                    "vae_sd21": [26.6, 0.773, 0.127, 28.9, 0.810, 0.145],
-                    "vqgan": [22.7, 0.678, 0.186, 24.6, 0.718, 0.179],
-                    "tats": [23.4, 0.741, 0.287, 24.1, 0.729, 0.310],
-                    "vae_osp": [27.0, 0.791, 0.142, 26.7, 0.781, 0.166],
-                    "cvvae_2d3d": [27.6, 0.805, 0.136, 28.5, 0.817, 0.143],
-                    "cvvae_3d": [27.7, 0.805, 0.135, 28.6, 0.819, 0.145],
-                },
-                _RECON_DATASETS,
-                _REC,
-            ),
+            _RECON_DATASETS,
+            _REC,
             notes=(
                 "Params (encoder + decoder): VAE-SD2.1 34M+49M, VQGAN 26M+38M, TATS 7M+16M, "
                 "VAE-OSP 94M+135M, Ours (2D+3D) 68M+114M, Ours (3D) 100M+156M.",
                 "Frame compression: 1x for VAE-SD2.1 and VQGAN, 4x for the others.",
             ),
         ),
-        PaperTable(
-            name="table2",
-            caption="Table 2: text-to-image with SD2.1, no fine-tuning, COCO2017 val",
-            protocol="2048 COCO2017 val captions; FID, CLIP score, PIC (DreamSim); resolution not stated",
-            rows={"sd21": "SD2.1", "sd21_cvvae": "SD2.1+CV-VAE"},
-            values=_grid(
-                {"sd21": [57.3, 0.312, 0.354], "sd21_cvvae": [57.6, 0.311, 0.360]},
-                ("coco_val",),
-                ("fid", "clip", "pic"),
-            ),
+        _printed_table(
+            "table2",
+            "Table 2: text-to-image with SD2.1, no fine-tuning, COCO2017 val",
+            "2048 COCO2017 val captions; FID, CLIP score, PIC (DreamSim); resolution not stated",
+            {"sd21": ("SD2.1", [57.3, 0.312, 0.354]), "sd21_cvvae": ("SD2.1+CV-VAE", [57.6, 0.311, 0.360])},
+            ("coco_val",),
+            ("fid", "clip", "pic"),
             notes=("The paper prints CLIP with a down arrow; a CLIP score is normally higher-is-better.",),
         ),
-        PaperTable(
-            name="table3",
-            caption="Table 3: image-to-video with SVD",
-            protocol="2048 sampled videos each of UCF101 and MSR-VTT at 576x1024; FVD, KVD (I3D), "
-            "PIC (DreamSim)",
-            rows={
-                "svd": "SVD (25 frames)",
-                "svd_cvvae_i": "SVD+CV-VAE-I (25 frames)",
-                "svd_cvvae_v": "SVD+CV-VAE-V (97 frames)",
-                "svd_cvvae_v_tuned": "SVD+CV-VAE-V, output layer tuned (97 frames)",
+        _printed_table(
+            "table3",
+            "Table 3: image-to-video with SVD",
+            "2048 sampled videos each of UCF101 and MSR-VTT at 576x1024; FVD, KVD (I3D), PIC (DreamSim)",
+            {
+                "svd": ("SVD (25 frames)", [402, 8.20, 0.791, 310, 1.30, 0.588]),
+                "svd_cvvae_i": ("SVD+CV-VAE-I (25 frames)", [419, 6.73, 0.763, 262, 1.67, 0.609]),
+                "svd_cvvae_v": ("SVD+CV-VAE-V (97 frames)", [762, 15.7, 0.791, 319, 3.31, 0.696]),
+                "svd_cvvae_v_tuned": (
+                    "SVD+CV-VAE-V, output layer tuned (97 frames)",
+                    [681, 13.1, 0.858, 295, 2.26, 0.734],
+                ),
             },
-            values=_grid(
-                {
-                    "svd": [402, 8.20, 0.791, 310, 1.30, 0.588],
-                    "svd_cvvae_i": [419, 6.73, 0.763, 262, 1.67, 0.609],
-                    "svd_cvvae_v": [762, 15.7, 0.791, 319, 3.31, 0.696],
-                    "svd_cvvae_v_tuned": [681, 13.1, 0.858, 295, 2.26, 0.734],
-                },
-                ("ucf101", "msrvtt"),
-                ("fvd", "kvd", "pic"),
-            ),
+            ("ucf101", "msrvtt"),
+            ("fvd", "kvd", "pic"),
         ),
-        PaperTable(
-            name="table4",
-            caption="Table 4: CV-VAE vs frame interpolation, MSR-VTT",
-            protocol="SVD 25x576x1024 interpolated to 97 frames by RIFE vs SVD+CV-VAE producing 97 frames",
-            rows={"svd_rife": "SVD+RIFE", "svd_cvvae": "SVD+CV-VAE"},
-            values=_grid(
-                {"svd_rife": [253, 3.12, 0.721], "svd_cvvae": [295, 2.26, 0.734]},
-                ("msrvtt",),
-                ("fvd", "kvd", "pic"),
-            ),
+        _printed_table(
+            "table4",
+            "Table 4: CV-VAE vs frame interpolation, MSR-VTT",
+            "SVD 25x576x1024 interpolated to 97 frames by RIFE vs SVD+CV-VAE producing 97 frames",
+            {"svd_rife": ("SVD+RIFE", [253, 3.12, 0.721]), "svd_cvvae": ("SVD+CV-VAE", [295, 2.26, 0.734])},
+            ("msrvtt",),
+            ("fvd", "kvd", "pic"),
         ),
-        PaperTable(
-            name="table5",
-            caption="Table 5: text-to-video with VideoCrafter2, MSR-VTT val captions, 320x512",
-            protocol="MSR-VTT val captions; CLIP frame consistency and text alignment (Tune-A-Video)",
-            rows={
-                "vc2": "VC2 (1x)",
-                "vc2_cvvae_i": "VC2+CV-VAE-I (1x)",
-                "vc2_cvvae_v": "VC2+CV-VAE-V (4x)",
-                "vc2_cvvae_v_tuned": "VC2+CV-VAE-V, tuned (4x)",
+        _printed_table(
+            "table5",
+            "Table 5: text-to-video with VideoCrafter2, MSR-VTT val captions, 320x512",
+            "MSR-VTT val captions; CLIP frame consistency and text alignment (Tune-A-Video)",
+            {
+                "vc2": ("VC2 (1x)", [0.292, 0.960]),
+                "vc2_cvvae_i": ("VC2+CV-VAE-I (1x)", [0.290, 0.964]),
+                "vc2_cvvae_v": ("VC2+CV-VAE-V (4x)", [0.285, 0.953]),
+                "vc2_cvvae_v_tuned": ("VC2+CV-VAE-V, tuned (4x)", [0.301, 0.987]),
             },
-            values=_grid(
-                {
-                    "vc2": [0.292, 0.960],
-                    "vc2_cvvae_i": [0.290, 0.964],
-                    "vc2_cvvae_v": [0.285, 0.953],
-                    "vc2_cvvae_v_tuned": [0.301, 0.987],
-                },
-                ("msrvtt",),
-                ("frame_consistency", "text_alignment"),
-            ),
+            ("msrvtt",),
+            ("frame_consistency", "text_alignment"),
             notes=(
                 "Transcribed as printed; the two columns look swapped (values near 0.29 are typical of text "
                 "alignment, values near 0.96 of frame consistency).",
             ),
         ),
-        PaperTable(
-            name="table6",
-            caption="Table 6: regularisation type (ablation)",
-            protocol=_RECON_PROTOCOL
-            + "; run length of the ablation not stated (numbers differ from Table 1)",
-            rows={"enc": "2D Enc.", "dec": "2D Dec.", "both": "2D Enc. + Dec."},
-            values=_grid(
-                {
-                    "enc": [26.0, 0.759, 0.205, 26.0, 0.748, 0.222],
-                    "dec": [27.5, 0.801, 0.151, 28.0, 0.803, 0.158],
-                    "both": [27.9, 0.808, 0.150, 27.6, 0.795, 0.176],
-                },
-                _RECON_DATASETS,
-                _REC,
-            ),
+        _printed_table(
+            "table6",
+            "Table 6: regularisation type (ablation)",
+            _RECON_PROTOCOL + "; run length of the ablation not stated (numbers differ from Table 1)",
+            {
+                "enc": ("2D Enc.", [26.0, 0.759, 0.205, 26.0, 0.748, 0.222]),
+                "dec": ("2D Dec.", [27.5, 0.801, 0.151, 28.0, 0.803, 0.158]),
+                "both": ("2D Enc. + Dec.", [27.9, 0.808, 0.150, 27.6, 0.795, 0.176]),
+            },
+            _RECON_DATASETS,
+            _REC,
             notes=("The paper has no row without regularisation.",),
         ),
-        PaperTable(
-            name="table7",
-            caption="Table 7: mapping function (ablation)",
-            protocol=_RECON_PROTOCOL + "; run length of the ablation not stated",
-            rows={"first": "1st Frame", "average": "Average", "slice": "Slice", "random": "Random"},
-            values=_grid(
-                {
-                    "first": [27.3, 0.797, 0.156, 26.6, 0.771, 0.191],
-                    "average": [27.5, 0.801, 0.151, 27.9, 0.801, 0.172],
-                    "slice": [27.5, 0.802, 0.152, 27.7, 0.799, 0.168],
-                    "random": [27.6, 0.803, 0.138, 28.4, 0.811, 0.153],
-                },
-                _RECON_DATASETS,
-                _REC,
-            ),
+        _printed_table(
+            "table7",
+            "Table 7: mapping function (ablation)",
+            _RECON_PROTOCOL + "; run length of the ablation not stated",
+            {
+                "first": ("1st Frame", [27.3, 0.797, 0.156, 26.6, 0.771, 0.191]),
+                "average": ("Average", [27.5, 0.801, 0.151, 27.9, 0.801, 0.172]),
+                "slice": ("Slice", [27.5, 0.802, 0.152, 27.7, 0.799, 0.168]),
+                "random": ("Random", [27.6, 0.803, 0.138, 28.4, 0.811, 0.153]),
+            },
+            _RECON_DATASETS,
+            _REC,
         ),
-        PaperTable(
-            name="table8",
-            caption="Table 8: SD3 (z=16) variant, same protocol as Table 1",
-            protocol=_RECON_PROTOCOL,
-            rows={"vae_sd3": "VAE-SD3", "cvvae_sd3": "CVVAE-SD3"},
-            values=_grid(
-                {
-                    "vae_sd3": [32.6, 0.899, 0.064, 33.4, 0.910, 0.064],
-                    "cvvae_sd3": [33.6, 0.916, 0.072, 32.0, 0.899, 0.087],
-                },
-                _RECON_DATASETS,
-                _REC,
-            ),
+        _printed_table(
+            "table8",
+            "Table 8: SD3 (z=16) variant, same protocol as Table 1",
+            _RECON_PROTOCOL,
+            {
+                "vae_sd3": ("VAE-SD3", [32.6, 0.899, 0.064, 33.4, 0.910, 0.064]),
+                "cvvae_sd3": ("CVVAE-SD3", [33.6, 0.916, 0.072, 32.0, 0.899, 0.087]),
+            },
+            _RECON_DATASETS,
+            _REC,
         ),
-        PaperTable(
-            name="independent",
-            caption="Independent numbers (Open-Sora-Plan v1.2 report)",
-            protocol="WebVid val (5k clips) and Panda70M val (6k); short side 256, centre crop 256x256, "
-            "33 frames",
-            rows={"cvvae": "CV-VAE (4x8x8)", "vae_sd21": "SD2.1 VAE (1x8x8)"},
-            values=_grid(
-                {
-                    "cvvae": [30.76, 0.8566, 0.0803, 29.57, 0.8795, 0.0673],
-                    "vae_sd21": [30.19, 0.8379, 0.0568, 30.40, 0.8894, 0.0396],
-                },
-                ("webvid_val", "panda70m_val"),
-                _REC,
-            ),
+        _printed_table(
+            "independent",
+            "Independent numbers (Open-Sora-Plan v1.2 report)",
+            "WebVid val (5k clips) and Panda70M val (6k); short side 256, centre crop 256x256, 33 frames",
+            {
+                "cvvae": ("CV-VAE (4x8x8)", [30.76, 0.8566, 0.0803, 29.57, 0.8795, 0.0673]),
+                "vae_sd21": ("SD2.1 VAE (1x8x8)", [30.19, 0.8379, 0.0568, 30.40, 0.8894, 0.0396]),
+            },
+            ("webvid_val", "panda70m_val"),
+            _REC,
             notes=("Which CV-VAE release was tested is not stated.",),
         ),
     ]
