@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import Any
 
 # Exit status of a run stopped by SIGTERM or SIGINT after writing its checkpoint (128 + 15, as a shell
 # reports SIGTERM).
@@ -67,6 +69,24 @@ def finish(summary: dict) -> int:
     return INTERRUPTED_EXIT if summary["interrupted"] else 0
 
 
+def run_training(
+    args: argparse.Namespace,
+    section: str,
+    resolve: Callable[[dict, list[str]], Any],
+    train: Callable[..., dict],
+    **options: Any,
+) -> int:
+    """Resolve the run config of profile section ``section`` (``--set``, ``--synthetic``) with ``resolve``,
+    train it with ``train`` (``options`` passed on) and return the exit status."""
+    overrides = list(args.overrides) + ([f"{section}.train.synthetic_data=true"] if args.synthetic else [])
+    run_config = resolve(load_checked_profile(args.config, overrides), overrides)
+    summary = train(
+        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed,
+        **options,
+    )  # fmt: skip
+    return finish(summary)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser, "cvvae", "seeded random clips instead of a dataset")
     parser.add_argument(
@@ -78,11 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from cvvae.train.config import resolve_cvvae_config
     from cvvae.train.trainer import train
 
-    overrides = list(args.overrides) + (["cvvae.train.synthetic_data=true"] if args.synthetic else [])
-    profile = load_checked_profile(args.config, overrides)
-    run_config = resolve_cvvae_config(profile, args.variant, overrides)
-    summary = train(
-        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed,
-        report_to=args.report_to,
-    )  # fmt: skip
-    return finish(summary)
+    def resolve(profile: dict, overrides: list[str]) -> Any:
+        return resolve_cvvae_config(profile, args.variant, overrides)
+
+    return run_training(args, "cvvae", resolve, train, report_to=args.report_to)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cvvae.train.cli import add_run_arguments, finish, load_checked_profile
+from cvvae.train.cli import add_run_arguments, run_training
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,10 +15,6 @@ def run(args: argparse.Namespace) -> int:
     from cvvae.train.config import resolve_image_vae_config
     from cvvae.train.trainer import train_image_vae
 
-    overrides = list(args.overrides) + (["image_vae.train.synthetic_data=true"] if args.synthetic else [])
-    run_config = resolve_image_vae_config(load_checked_profile(args.config, overrides), overrides)
-    summary = train_image_vae(
-        run_config, args.out, stop_after=args.stop_after, restart=args.restart, if_changed=args.if_changed,
-        report_to=args.report_to,
-    )  # fmt: skip
-    return finish(summary)
+    return run_training(
+        args, "image_vae", resolve_image_vae_config, train_image_vae, report_to=args.report_to
+    )
