@@ -222,7 +222,7 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
 
 
-def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None, by: str = "model") -> pd.DataFrame:
+def mean_per_model(df: pd.DataFrame, metrics: Sequence[str] | None = None, by: str = "model") -> pd.DataFrame:
     """Mean of every metric per ``by`` (keeping the order of first appearance) plus the number of clips."""
     if df.empty:
         return pd.DataFrame(columns=[by, "clips"])
@@ -292,7 +292,7 @@ def comparison_table(
         models = [m for m in rows if m in study.models(protocol)]
         if not models:
             continue
-        summary = summarize(study.clips(protocol, models), metrics)
+        summary = mean_per_model(study.clips(protocol, models), metrics)
         long = to_long(summary, protocol, metrics)
         long["protocol"] = protocol_description(study, protocol)
         parts.append(long)
@@ -322,7 +322,8 @@ def save_comparison(study: Study, df: pd.DataFrame, name: str, table: str, notes
 
 def metrics_table(study: Study, protocol: str, models: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
     """Mean of ``metrics`` per model on ``protocol``; metrics the evaluation lacks appear as NaN (``n/a``)."""
-    summary = summarize(study.clips(protocol, [m for m in models if m in study.models(protocol)]), metrics)
+    evaluated = [m for m in models if m in study.models(protocol)]
+    summary = mean_per_model(study.clips(protocol, evaluated), metrics)
     for metric in metrics:
         if metric not in summary.columns:
             summary[metric] = float("nan")

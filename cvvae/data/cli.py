@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(rows)} {args.dataset} items to {out}; ids listed under {args.list_dir}")
         return 0
     if args.data_command == "info":
-        from cvvae.data.manifest import read_manifest, summarize
+        from cvvae.data.manifest import manifest_counts, read_manifest
 
-        print(summarize(read_manifest(args.manifest)).to_string(index=False))
+        print(manifest_counts(read_manifest(args.manifest)).to_string(index=False))
         return 0
     raise ValueError(f"unknown data action {args.data_command!r}")

@@ -89,7 +89,7 @@ def manifest_digest(manifest_csv: str | Path) -> str:
     return hashlib.sha256(Path(manifest_csv).read_bytes()).hexdigest()
 
 
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+def manifest_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """Counts, frames and sources per split and kind (for `cvvae data info`)."""
     grouped = frame.groupby(["split", "kind"])
     summary = grouped.agg(items=("path", "size"), sources=("source", "nunique"))
