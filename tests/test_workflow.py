@@ -89,6 +89,35 @@ def test_gpu_rules_declare_a_gpu_only_in_gpu_profiles(profile: str, tmp_path: Pa
         assert not any("gpu=1" in r for r in resources.get(rule, set()))
 
 
+def _rule_inputs(dry_run_stdout: str, rule: str) -> dict[str, list[str]]:
+    """Output -> inputs of every job of ``rule`` in a dry run's output."""
+    out: dict[str, list[str]] = {}
+    current = None
+    inputs: list[str] = []
+    for line in dry_run_stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            current = line.split()[1].rstrip(":")
+            inputs = []
+        elif current == rule and line.strip().startswith("input:"):
+            inputs = line.split(":", 1)[1].strip().split(", ")
+        elif current == rule and line.strip().startswith("output:"):
+            out[line.split(":", 1)[1].strip().split()[0]] = inputs
+    return out
+
+
+def test_only_the_latent_alignment_notebook_waits_for_the_training_runs(tmp_path: Path) -> None:
+    # 05 plots the validation logs of the runs; the other notebooks read the evaluation tables alone.
+    result = snakemake("-n", "--cores", "1", "--config", "profile=ci", f"results_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    variants = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())["workflow"]["variants"]
+    runs = {f"{tmp_path}/runs/{v}/final/config.json" for v in variants}
+    jobs = _rule_inputs(result.stdout, "notebook")
+    assert len(jobs) == len([n for n in NOTEBOOKS if n[:2].isdigit()])
+    for output, inputs in jobs.items():
+        expected = runs if output.endswith("/05_latent_alignment.ipynb") else set()
+        assert {i for i in inputs if "/runs/" in i} == expected, output
+
+
 def test_multi_gpu_profiles_launch_one_process_per_gpu(tmp_path: Path) -> None:
     result = snakemake("-n", "-p", "--cores", "2", "--config", "profile=gpu8", f"results_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
