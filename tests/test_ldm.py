@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -21,7 +22,7 @@ from cvvae.ldm.config import LDMSampleConfig, LDMScoreConfig, resolve_ldm_config
 from cvvae.ldm.decode import GRIDS, decode_to_folder, read_pngs
 from cvvae.ldm.models import load_model
 from cvvae.ldm.sample import load_latents, sample_latents
-from cvvae.ldm.score import score_folder
+from cvvae.ldm.score import score_features, score_folder
 from cvvae.ldm.train import LDMTrainer, train_ldm
 from cvvae.profile import ProfileError, read_profile, validate_profile
 from cvvae.train.run_identity import RunConfigChanged
@@ -218,6 +219,15 @@ def test_end_to_end_train_sample_decode_score_and_the_notebook(image_vae_dir, da
     assert copy_row["lpips_alex_vs_reference"] == 0 or "LPIPS weights not installed" in copy_row["note"]
     assert rows.loc["inflated", "samples"] == 8 and rows.loc["inflated", "feature_network"] == "stand-in"
     assert (out / "metrics.csv").is_file() and json.loads((out / "sampling.json").read_text())["seed"] == "0"
+    # The feature files alone give the same table (scoring where the images and the network are not).
+    assert sorted(p.name for p in (out / "features").glob("*.safetensors")) == [
+        "image_vae.safetensors",
+        "image_vae_copy.safetensors",
+        "inflated.safetensors",
+        "reference.safetensors",
+    ]
+    again = score_features(out, LDMScoreConfig(bootstrap=5, kid_subsets=4, kid_subset_size=4))
+    pd.testing.assert_frame_equal(again, table)
     _run_notebook(tmp_path, config, out)
 
 

@@ -38,9 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reference = sub.add_parser("reference", help="write the held-out reference images")
     _profile_args(reference)
+    feats = sub.add_parser("features", help="Inception features and pairwise metrics of the decoded folders")
+    _profile_args(feats)
+    feats.add_argument("--reference-decoder", default=None, help="decoder the others are compared with")
     score = sub.add_parser("score", help="FID/KID/PSNR of the decoded folders")
     _profile_args(score)
     score.add_argument("--reference-decoder", default=None, help="decoder the others are compared with")
+    score.add_argument(
+        "--from-features", action="store_true",
+        help="score the files of an earlier `features` step (made where the images and the network were)",
+    )  # fmt: skip
     return parser
 
 
@@ -82,12 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         images = centre_crops(run.data, score.reference_split, run.train.resolution, score.reference_images,
                               score.reference_video_frames, run.seed)  # fmt: skip
         print(write_reference(args.out, images, score.grid_samples), f"{len(images)} images")
-    else:
-        from cvvae.ldm.score import score_folder
+    elif args.step == "features":
+        from cvvae.ldm.score import write_features
 
-        table = score_folder(
+        folder = write_features(
             args.out, reference_decoder=args.reference_decoder, config=section.score, device=device
         )
+        print(folder)
+    else:
+        from cvvae.ldm.score import score_features, score_folder
+
+        if args.from_features:
+            table = score_features(args.out, config=section.score)
+        else:
+            table = score_folder(
+                args.out, reference_decoder=args.reference_decoder, config=section.score, device=device
+            )
         print(table.to_string(index=False))
     return 0
 

