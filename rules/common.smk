@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from cvvae.preflight import missing_inputs
-from cvvae.profile import ProfileError, load_profile, model_runs
+from cvvae.profile import ProfileError, frozen_image_vae, load_profile, model_runs
 from cvvae.train.config import resolve_cvvae_config, resolve_image_vae_config, to_dict
 
 # ----------------------------------------------------------------------------------------------- the profile
@@ -137,29 +137,13 @@ def notebook_input(wildcards):
 
 # ----------------------------------------------------------------------------------------------- the image VAE
 
-
-def frozen_image_vae():
-    """Folder and subfolder of the frozen image VAE: this profile's pretrained one, or a released one named in
-    cvvae.image_vae_path (folder "" when there is none)."""
-    if workflow_settings["train_image_vae"]:
-        return f"{RUNS}/image_vae/final", None
-    cvvae = profile.get("cvvae") or {}
-    return cvvae.get("image_vae_path", ""), cvvae.get("image_vae_subfolder")
-
-
-def image_vae_spec(path, subfolder):
-    """The zoo spec of the frozen image VAE, or "none" (latent compatibility is then not measured)."""
-    if not path:
-        return "none"
-    return f"image_vae:{path}" + (f"?subfolder={subfolder}" if subfolder else "")
-
-
-IMAGE_VAE_PATH, IMAGE_VAE_SUBFOLDER = frozen_image_vae()
-# Latent compatibility is measured against the frozen image VAE of the profile (given explicitly, so that an
-# overridden results_dir is followed).
-IMAGE_VAE_SPEC = image_vae_spec(IMAGE_VAE_PATH, IMAGE_VAE_SUBFOLDER)
+# The frozen image VAE (regularisation target, compatibility reference): in this run's runs folder when the
+# profile pretrains it, so that an overridden results_dir is followed; else the released one the profile names.
+IMAGE_VAE = frozen_image_vae(profile, runs_dir=RUNS)
+# Latent compatibility is measured against it ("none": there is no image VAE, so it is not measured).
+IMAGE_VAE_SPEC = IMAGE_VAE.spec or "none"
 # Training runs read the image VAE from cvvae.image_vae_path: redirected when results_dir is overridden.
-SET_IMAGE_VAE = f"--set cvvae.image_vae_path={RUNS}/image_vae/final" if workflow_settings["train_image_vae"] else ""
+SET_IMAGE_VAE = f"--set cvvae.image_vae_path={IMAGE_VAE.path}" if workflow_settings["train_image_vae"] else ""
 
 # ----------------------------------------------------------------------------------------------- params
 

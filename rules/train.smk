@@ -33,8 +33,8 @@ rule inflate:
         f"{BENCHMARKS}/inflate.tsv"
     threads: 1
     params:
-        image_vae=IMAGE_VAE_PATH,
-        subfolder=f"--subfolder {IMAGE_VAE_SUBFOLDER}" if IMAGE_VAE_SUBFOLDER else "",
+        image_vae=IMAGE_VAE.path,
+        subfolder=f"--subfolder {IMAGE_VAE.subfolder}" if IMAGE_VAE.subfolder else "",
         overrides=inflate_overrides(),
     shell:
         f"{JOB_ENV} {TIMEOUT}{CVVAE_CLI} inflate --image-vae {{params.image_vae}} {{params.subfolder}} "
