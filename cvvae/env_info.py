@@ -40,7 +40,8 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
@@ -51,7 +52,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _torch_config_line(lines: list[str], key: str) -> str:
+def torch_config_value(lines: list[str], key: str) -> str:
+    """The value of ``KEY=value`` in torch's build configuration lines, or ``n/a``."""
     for line in lines:
         if f"{key}=" in line:
             return line.split(f"{key}=", 1)[1].split(",", 1)[0].strip()
@@ -73,12 +75,12 @@ def collect() -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cuda_available": torch.cuda.is_available(),
         "gpus": [],
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_blas": _torch_config_line(config_lines, "BLAS_INFO"),
-        "torch_lapack": _torch_config_line(config_lines, "LAPACK_INFO"),
+        "torch_blas": torch_config_value(config_lines, "BLAS_INFO"),
+        "torch_lapack": torch_config_value(config_lines, "LAPACK_INFO"),
         "numpy_blas": _numpy_blas(),
         "video_backend": _safe_video_backend(video_backend),
     }

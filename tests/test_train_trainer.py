@@ -13,7 +13,9 @@ from diffusers import AutoencoderKL
 from cvvae.models.image_vae import build_image_vae, load_image_vae
 from cvvae.profile import read_profile as load_profile
 from cvvae.train.config import resolve_cvvae_config, resolve_image_vae_config
-from cvvae.train.trainer import Trainer, build_video_model, train, train_image_vae, warmup_cosine
+from cvvae.train.models import build_video_model
+from cvvae.train.schedule import warmup_cosine
+from cvvae.train.trainer import Trainer, train, train_image_vae
 
 PROFILE = Path(__file__).parent / "data" / "tiny_profile.yaml"
 TINY = [

@@ -10,10 +10,7 @@ SIGINT stop after the current step with a checkpoint.
 from __future__ import annotations
 
 import copy
-import csv
 import json
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +29,10 @@ from cvvae.ldm.models import (
 from cvvae.models.image_vae import load_image_vae
 from cvvae.train.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state, rng_state
 from cvvae.train.checkpoint import save_checkpoint as write_checkpoint
-from cvvae.train.config import dump_yaml, to_dict
+from cvvae.train.config import to_dict
+from cvvae.train.loop import StepTimer, StopRequests
+from cvvae.train.run_files import CsvLog, write_config
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 METRIC_COLUMNS = ["step", "source", "lr", "loss", "sec_per_step"]
 BOOKKEEPING_KEYS = ("log_every", "ckpt_every", "keep_ckpts", "cache_decoded")
 
@@ -59,26 +57,6 @@ def run_identity(run: LDMRunConfig) -> dict[str, Any]:
     vae_folder = Path(data.pop("image_vae_path")) / (data.pop("image_vae_subfolder") or "")
     data["image_vae_sha256"] = folder_digest(vae_folder)
     return data
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, METRIC_COLUMNS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _truncate_csv(path: Path, step: int) -> None:
-    """Drop rows of steps >= ``step`` (logged after the checkpoint a resumed run starts from)."""
-    if not path.is_file():
-        return
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["step"]) < step]
-    path.unlink()
-    for row in rows:
-        _append_csv(path, row)
 
 
 @torch.no_grad()
@@ -154,7 +132,6 @@ class LDMTrainer:
         self.scaling_factor: float | None = None
         self.scaling_source = ""
         self.step = 0
-        self._stop_requested = False
 
     # -------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -241,17 +218,9 @@ class LDMTrainer:
         return loss.detach()
 
     # -------------------------------------------------------------------------------- loop
-    def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        self._stop_requested = True
-
     def write_run_files(self) -> None:
-        resolved = to_dict(self.run)
-        resolved["deviations"] = (
-            ["synthetic random images instead of a dataset (smoke run only)"]
-            if self.cfg.synthetic_data
-            else []
-        )
-        dump_yaml(resolved, self.run_dir / "config.yaml")
+        synthetic = ["synthetic random images instead of a dataset (smoke run only)"]
+        write_config(self.run_dir, self.run, synthetic if self.cfg.synthetic_data else [])
 
     def fit(
         self, stop_after: int | None = None, restart: bool = False, if_changed: str = "error"
@@ -265,44 +234,34 @@ class LDMTrainer:
         prepare_run_dir(self.run_dir, run_identity(self.run), restart, if_changed)  # type: ignore[arg-type]
         resumed = self.resume()
         self.write_run_files()
-        metrics = self.run_dir / "metrics.csv"
-        _truncate_csv(metrics, self.step)
+        metrics = CsvLog(self.run_dir / "metrics.csv", METRIC_COLUMNS)
+        metrics.truncate_from(self.step)
         if self.scaling_factor is None:
             self.compute_scaling_factor()
-        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in STOP_SIGNALS}
-        start_step, started = self.step, time.perf_counter()
-        window = (self.step, started)
+        timer = StepTimer(self.step)
         interrupted = False
         self.unet.train()
         progress = tqdm(total=self.cfg.steps, initial=self.step, desc="train-ldm")
-        try:
-            while self.step < self.cfg.steps:
-                batch = next(self.batches)
-                lr = self.lr_schedule.get_last_lr()[0]
-                loss = self.train_step(batch["images"])
-                if self.step % self.cfg.log_every == 0:
-                    now = time.perf_counter()
-                    seconds = (now - window[1]) / max(1, self.step + 1 - window[0])
-                    window = (self.step + 1, now)
-                    row = {"step": self.step, "source": batch["source"], "lr": f"{lr:.6g}",
-                           "loss": f"{float(loss):.6g}", "sec_per_step": f"{seconds:.6g}"}  # fmt: skip
-                    _append_csv(metrics, row)
-                    progress.set_postfix(loss=row["loss"])
-                self.step += 1
-                progress.update(1)
-                stop = self._stop_requested or (
-                    stop_after is not None and self.step - start_step >= stop_after
-                )
-                if self.step % self.cfg.ckpt_every == 0 or stop:
-                    self.save()
-                if stop and self.step < self.cfg.steps:
-                    interrupted = True
-                    break
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            progress.close()
-        elapsed = time.perf_counter() - started
+        with StopRequests(self.step, stop_after) as stops:
+            try:
+                while self.step < self.cfg.steps:
+                    batch = next(self.batches)
+                    lr = self.lr_schedule.get_last_lr()[0]
+                    loss = self.train_step(batch["images"])
+                    if self.step % self.cfg.log_every == 0:
+                        seconds = timer.seconds_per_step(self.step)
+                        row = {"step": self.step, "source": batch["source"], "lr": f"{lr:.6g}",
+                               "loss": f"{float(loss):.6g}", "sec_per_step": f"{seconds:.6g}"}  # fmt: skip
+                        metrics.append(row)
+                        progress.set_postfix(loss=row["loss"])
+                    self.step += 1
+                    progress.update(1)
+                    if stops.end_of_step(self.step, self.cfg.steps, self.cfg.ckpt_every, self.save):
+                        interrupted = True
+                        break
+            finally:
+                progress.close()
+        steps_per_s = timer.steps_per_s(self.step)
         if not interrupted:
             self.save()
             self.save_final()
@@ -311,7 +270,7 @@ class LDMTrainer:
             "resumed": resumed,
             "interrupted": interrupted,
             "scaling_factor": self.scaling_factor,
-            "steps_per_s": (self.step - start_step) / elapsed if elapsed > 0 else float("nan"),
+            "steps_per_s": steps_per_s,
         }
 
     def save_final(self) -> None:

@@ -14,16 +14,10 @@ step with a checkpoint.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import math
 import os
-import platform
-import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from cvvae.models.image_vae import build_image_vae, load_image_vae
-from cvvae.per_frame import decode_frames, encode_frames
 from cvvae.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -40,17 +33,19 @@ from cvvae.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from cvvae.train.config import DataConfig, ImageVAERunConfig, RunConfig, TrainConfig, dump_yaml, to_dict
+from cvvae.train.config import DataConfig, ImageVAERunConfig, RunConfig, TrainConfig, to_dict
 from cvvae.train.discriminator import NLayerDiscriminator3D
 from cvvae.train.loader import PrefetchLoader, to_device
+from cvvae.train.loop import StepTimer, StopRequests
 from cvvae.train.losses import discriminator_loss, gan_active
+from cvvae.train.models import build_video_model
 from cvvae.train.objective import GeneratorObjective, TrainableVideoVAE
 from cvvae.train.optim import build_adamw, compile_in_place, to_channels_last
-from cvvae.train.regularization import regularization_targets, regularized_latents
+from cvvae.train.run_files import CsvLog, data_report, flat_scalars, write_run_files
 from cvvae.train.run_identity import prepare_run_dir, run_identity
-
-# Signals that stop a run after the current step, with a checkpoint.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from cvvae.train.sampling import build_sampler, validation_clips
+from cvvae.train.schedule import warmup_cosine
+from cvvae.train.validation import save_grid, validation_metrics
 
 METRIC_COLUMNS = [
     "step", "phase", "source", "frames", "lr", "loss", "nll", "rec", "logvar", "kl", "reg_dec", "reg_dec_err",
@@ -58,225 +53,7 @@ METRIC_COLUMNS = [
 ]  # fmt: skip
 
 
-# ------------------------------------------------------------------------------------------------ schedule
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> Callable[[int], float]:
-    """lr factor: linear warm-up to 1, cosine decay to ``min_lr_ratio`` at ``total_steps``, flat after."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-# ------------------------------------------------------------------------------------------------ data
-
-
-class SyntheticMixture:
-    """Seeded smooth random clips shaped like the configured mixture (throughput smoke runs, no dataset).
-
-    Same interface as ``cvvae.data.MixtureSampler``: infinite ``{"source", "video"}`` batches, state dicts.
-    """
-
-    def __init__(self, sources: list[Any], seed: int) -> None:
-        self.sources, self.seed, self.step = sources, seed, 0
-        weights = np.array([s.weight for s in sources], dtype=np.float64)
-        self.cumulative = np.cumsum(weights / weights.sum())
-
-    def __iter__(self) -> SyntheticMixture:
-        return self
-
-    def __next__(self) -> dict[str, Any]:
-        rng = np.random.default_rng([self.seed, self.step])
-        source = self.sources[min(int(np.searchsorted(self.cumulative, rng.random())), len(self.sources) - 1)]
-        frames = source.num_frames if source.kind == "video" else 1
-        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        low = max(1, source.resolution // 8)
-        coarse = torch.randn(source.batch_size * frames, 3, low, low, generator=generator)
-        video = torch.nn.functional.interpolate(coarse, size=source.resolution, mode="bilinear").tanh()
-        video = video.unflatten(0, (source.batch_size, frames)).transpose(1, 2).contiguous()
-        self.step += 1
-        return {"source": source.name, "video": video}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-
-
-def build_sampler(config: TrainConfig, data: DataConfig, seed: int) -> Any:
-    """The joint image/video mixture of ``config.mixture`` (or its synthetic stand-in); with
-    ``config.cache_decoded`` its sources share one in-memory cache of decoded files."""
-    if config.synthetic_data:
-        return SyntheticMixture(config.mixture, seed)
-    from cvvae.data import ImageDataset, MixtureSampler, MixtureSource, VideoClipDataset
-    from cvvae.data.datasets import DecodedCache
-
-    cache = DecodedCache() if config.cache_decoded else None
-
-    manifest = data.manifest_path()
-    if not manifest.is_file():
-        raise FileNotFoundError(
-            f"training manifest {manifest} not found: build the embedded dataset with `cvvae data embedded "
-            f"--config PROFILE.yaml --out {data.root}`, point data.root to a folder with a manifest.csv, "
-            "or set cvvae.train.synthetic_data=true for a throughput smoke run"
-        )
-    sources = []
-    for src in config.mixture:
-        if src.kind == "image":
-            dataset = ImageDataset.from_manifest(
-                manifest, data.train_split, src.resolution, src.crop, seed, on_error="skip"
-            )
-        else:
-            dataset = VideoClipDataset.from_manifest(
-                manifest, data.train_split, src.num_frames, src.stride, src.resolution, src.crop, seed, "skip"
-            )
-        sources.append(MixtureSource(src.name, dataset.use_cache(cache), src.batch_size, src.weight))
-    return MixtureSampler(sources, seed=seed)
-
-
-# ------------------------------------------------------------------------------------------------ run files
-
-
-def cpu_model() -> str:
-    """The processor's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def math_backends() -> dict[str, Any]:
-    """The numerical libraries that decide floating-point results on this machine (BLAS, oneDNN, SIMD)."""
-    lines = [line.strip(" -") for line in torch.__config__.show().splitlines()]
-
-    def find(*needles: str) -> str:
-        return next((line for line in lines if any(n in line for n in needles)), "n/a")
-
-    blas = find("BLAS_INFO=")
-    return {
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "blas": blas.split("BLAS_INFO=", 1)[1].split(",")[0] if "BLAS_INFO=" in blas else blas,
-        "mkl": find("Math Kernel Library"),
-        "onednn": find("MKL-DNN", "oneDNN"),
-        "openmp": find("OpenMP"),
-    }
-
-
-def environment_info(accelerator: Any) -> dict[str, Any]:
-    import accelerate
-    import diffusers
-
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "accelerate": accelerate.__version__,
-        "numpy": np.__version__,
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        **math_backends(),
-        "num_processes": accelerator.num_processes,
-        "device": str(accelerator.device),
-        "mixed_precision": accelerator.mixed_precision,
-    }
-    if torch.cuda.is_available():
-        info["cuda"] = torch.version.cuda
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    try:
-        import lpips
-
-        info["lpips"] = getattr(lpips, "__version__", "installed")
-    except ImportError:
-        info["lpips"] = None
-    return info
-
-
-def deviations(config: TrainConfig) -> list[str]:
-    """Where this run departs from the paper's recipe (written to config.yaml)."""
-    out = []
-    if config.loss.lpips == "none" or config.loss.lpips_weight == 0:
-        out.append("perceptual (LPIPS) term off: reconstruction loss is pixel-only")
-    if config.synthetic_data:
-        out.append("synthetic random data instead of a dataset (throughput smoke run only)")
-    if config.precision != "fp32":
-        out.append(f"{config.precision} autocast instead of fp32")
-    if config.kind == "cvvae" and config.reg.distance != "l2":
-        out.append(f"regularisation distance {config.reg.distance} instead of the paper's squared error")
-    return out
-
-
-class CsvLog:
-    """Append rows to a CSV; on resume, rows from steps >= the resume step are dropped first."""
-
-    def __init__(self, path: Path, columns: list[str] | None = None) -> None:
-        self.path, self.columns = path, columns
-
-    def truncate_from(self, step: int) -> None:
-        if not self.path.is_file():
-            return
-        with self.path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if rows:
-            self.columns = self.columns or list(rows[0])
-        kept = [r for r in rows if int(r["step"]) < step]
-        self._write(kept, mode="w")
-
-    def append(self, row: dict[str, Any]) -> None:
-        self.columns = self.columns or list(row)
-        self._write([row], mode="a")
-
-    def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
-        new = mode == "w" or not self.path.is_file()
-        with self.path.open(mode, newline="") as fh:
-            writer = csv.DictWriter(fh, self.columns, extrasaction="ignore", restval="")
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-
-
-# ------------------------------------------------------------------------------------------------ models
-
-
-def build_video_model(run: RunConfig, image_vae: nn.Module) -> nn.Module:
-    kind = run.train.kind
-    if kind == "svd_vae":
-        from cvvae.models.svd_init import svd_vae_from_image_vae
-
-        return svd_vae_from_image_vae(image_vae)
-    from cvvae.models import CVVAEModel, inflate_from_image_vae
-
-    if run.init_path:
-        from cvvae.models.loading import check_class, load_pretrained_strict
-
-        check_class(run.init_path, ("CVVAEModel",), "a CV-VAE (cvvae.init_path)")
-        return load_pretrained_strict(CVVAEModel, run.init_path, **run.model)
-    return inflate_from_image_vae(image_vae, **run.model)
-
-
 # ------------------------------------------------------------------------------------------------ trainer
-
-
-def _flat_scalars(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A resolved config as ``a.b.c -> scalar`` (what trackers accept as hyperparameters)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat_scalars(value, f"{name}."))
-        else:
-            out[name] = value if isinstance(value, int | float | str | bool) else str(value)
-    return out
 
 
 def check_process_group(num_processes: int) -> None:
@@ -377,8 +154,7 @@ class Trainer:
         self.resolved_config = resolved_config
         self.metrics = CsvLog(self.run_dir / "metrics.csv", METRIC_COLUMNS)
         self.val_log = CsvLog(self.run_dir / "val_metrics.csv")
-        self._stop_requested = False
-        self._window = (0, time.perf_counter())  # (first step, start time) of the current log window
+        self._timer = StepTimer(0)
 
     # -------------------------------------------------------------------------------- state
     @property
@@ -492,37 +268,6 @@ class Trainer:
         return ["generator"] if step % 2 == 0 else ["discriminator"]
 
     # -------------------------------------------------------------------------------- loop
-    def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        self._stop_requested = True
-
-    def write_run_files(self) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        resolved = to_dict(self.resolved_config)
-        resolved["deviations"] = deviations(self.config)
-        dump_yaml(resolved, self.run_dir / "config.yaml")
-        info = environment_info(self.accelerator)
-        (self.run_dir / "environment.json").write_text(json.dumps(info, indent=2))
-
-    def data_report(self) -> dict[str, Any]:
-        """Unreadable training files met so far, per mixture source (they were skipped, not trained on)."""
-        # MixtureSampler's sources carry datasets; the synthetic stand-in reads no files.
-        sources = [s for s in getattr(self.sampler, "sources", []) if hasattr(s, "dataset")]
-        per_source = {
-            source.name: {
-                "skipped_loads": int(getattr(source.dataset, "skipped", 0)),
-                "bad_files": sorted(getattr(source.dataset, "bad_paths", ())),
-            }
-            for source in sources
-        }
-        return {"step": self.step, "skipped_loads": sum(v["skipped_loads"] for v in per_source.values()),
-                "sources": per_source}  # fmt: skip
-
-    def _write_data_report(self) -> None:
-        if self.accelerator.is_main_process:
-            (self.run_dir / "data_report.json").write_text(json.dumps(self.data_report(), indent=2) + "\n")
-
     def fit(
         self, stop_after: int | None = None, restart: bool = False, if_changed: str = "error"
     ) -> dict[str, Any]:
@@ -538,19 +283,17 @@ class Trainer:
             prepare_run_dir(self.run_dir, run_identity(self.resolved_config), restart, if_changed)  # type: ignore[arg-type]
         acc.wait_for_everyone()
         resumed = self.resume()
-        self.write_run_files()
         if acc.is_main_process:
+            write_run_files(self.run_dir, self.resolved_config, cfg, acc)
             self.metrics.truncate_from(self.step)
             # From step 0 the log starts afresh (an earlier call may have validated step 0 already).
             self.val_log.truncate_from(self.step + 1 if self.step else 0)
         if self.report_to:
-            acc.init_trackers(self.run_dir.name, config=_flat_scalars(to_dict(self.resolved_config)))
+            acc.init_trackers(self.run_dir.name, config=flat_scalars(to_dict(self.resolved_config)))
         if cfg.val_at_start and self.step == 0:
             self.validate()  # the starting point of this run, in its own log
-        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in STOP_SIGNALS}
         self.model.train()
         self.objective.train()
-        start_step, started = self.step, time.perf_counter()
         # On a terminal a bar; in a log file (workflow jobs) one plain line per logged step instead of a
         # stream of carriage returns.
         self._lines = acc.is_main_process and not sys.stderr.isatty()
@@ -558,49 +301,41 @@ class Trainer:
             total=cfg.steps, initial=self.step, disable=not acc.is_main_process or self._lines, desc="train"
         )
         interrupted = False
-        try:
-            self._window = (self.step, time.perf_counter())
-            while self.step < cfg.steps:
-                batch = next(self.sampler)
-                video = to_device(batch["video"], acc.device, cfg.channels_last)
-                logs: dict[str, Any] = {"lr": self.sched_g.get_last_lr()[0]}
-                for phase in self.phases(self.step):
-                    logs |= (
-                        self.generator_step(video) if phase == "generator" else self.discriminator_step(video)
-                    )
-                self.sched_g.step()
-                row = self._log(batch, video, logs)
-                self.step += 1
-                progress.update(1)
-                if row is not None:  # autoencoder and discriminator losses apart: their scales differ by 1e4
-                    shown = {"ae_loss": row.get("loss"), "disc_loss": row.get("d_loss")}
-                    progress.set_postfix({k: v for k, v in shown.items() if v not in (None, "")})
-                if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
-                    self.validate()
-                stop = self._stop_requested or (
-                    stop_after is not None and self.step - start_step >= stop_after
-                )
-                if self.step % cfg.ckpt_every == 0 or stop:
-                    self.save()
-                if stop and self.step < cfg.steps:
-                    interrupted = True
-                    break
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            progress.close()
-            if isinstance(self.sampler, PrefetchLoader):
-                self.sampler.close()
-            self._write_data_report()
-            if self.report_to:
-                acc.end_training()
-        elapsed = time.perf_counter() - started
+        self._timer = StepTimer(self.step)
+        with StopRequests(self.step, stop_after) as stops:
+            try:
+                while self.step < cfg.steps:
+                    batch = next(self.sampler)
+                    video = to_device(batch["video"], acc.device, cfg.channels_last)
+                    logs: dict[str, Any] = {"lr": self.sched_g.get_last_lr()[0]}
+                    for phase in self.phases(self.step):
+                        update = self.generator_step if phase == "generator" else self.discriminator_step
+                        logs |= update(video)
+                    self.sched_g.step()
+                    row = self._log(batch, video, logs)
+                    self.step += 1
+                    progress.update(1)
+                    if row is not None:  # autoencoder and discriminator losses apart: scales differ by 1e4
+                        shown = {"ae_loss": row.get("loss"), "disc_loss": row.get("d_loss")}
+                        progress.set_postfix({k: v for k, v in shown.items() if v not in (None, "")})
+                    if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
+                        self.validate()
+                    if stops.end_of_step(self.step, cfg.steps, cfg.ckpt_every, self.save):
+                        interrupted = True
+                        break
+            finally:
+                progress.close()
+                if isinstance(self.sampler, PrefetchLoader):
+                    self.sampler.close()
+                self._write_data_report()
+                if self.report_to:
+                    acc.end_training()
         summary = {
             "step": self.step,
             "resumed": resumed,
-            "skipped_loads": self.data_report()["skipped_loads"],
+            "skipped_loads": data_report(self.sampler, self.step)["skipped_loads"],
             "interrupted": interrupted,
-            "steps_per_s": (self.step - start_step) / elapsed if elapsed > 0 else float("nan"),
+            "steps_per_s": self._timer.steps_per_s(self.step),
         }
         if not interrupted:
             self.validate()
@@ -616,10 +351,7 @@ class Trainer:
             return None
         values = {k: float(v) for k, v in logs.items()}  # one host read per value (after the first sync)
         # Mean wall time per step since the previous row, measured after the GPU caught up.
-        first_step, since = getattr(self, "_window", (self.step, time.perf_counter()))
-        now = time.perf_counter()
-        values["sec_per_step"] = (now - since) / max(1, self.step + 1 - first_step)
-        self._window = (self.step + 1, now)
+        values["sec_per_step"] = self._timer.seconds_per_step(self.step)
         phase = "+".join(self.phases(self.step))
         row = {"step": self.step, "phase": phase, "source": batch.get("source", ""), "frames": video.shape[2]}
         row |= {k: f"{v:.6g}" for k, v in values.items()}
@@ -632,6 +364,11 @@ class Trainer:
             print(f"step {self.step + 1}/{self.config.steps} {losses} {speed:.2f} steps/s", flush=True)
         return row
 
+    def _write_data_report(self) -> None:
+        if self.accelerator.is_main_process:
+            report = json.dumps(data_report(self.sampler, self.step), indent=2)
+            (self.run_dir / "data_report.json").write_text(report + "\n")
+
     def save_final(self) -> None:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
@@ -639,31 +376,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- validation
     def validation_clips(self) -> Tensor | None:
-        cfg = self.config
-        if cfg.synthetic_data:
-            source = cfg.mixture[-1]
-            frames = cfg.val_num_frames if self.config.kind != "image_vae" else 1
-            spec = type(source)(name="val", kind="video", resolution=cfg.val_resolution, num_frames=frames)
-            spec.batch_size = cfg.val_clips
-            return next(SyntheticMixture([spec], self.seed + 99991))["video"]
-        from cvvae.data import ImageDataset, VideoClipDataset
-
-        manifest = self.data.manifest_path()
-        try:
-            if self.config.kind == "image_vae":
-                dataset = ImageDataset.from_manifest(
-                    manifest, self.data.val_split, cfg.val_resolution, "center", self.seed, on_error="skip"
-                )
-            else:
-                dataset = VideoClipDataset.from_manifest(
-                    manifest, self.data.val_split, cfg.val_num_frames, 1, cfg.val_resolution, "center",
-                    self.seed, "skip",
-                )  # fmt: skip
-        except (FileNotFoundError, ValueError) as err:
-            print(f"validation skipped: {err}")
-            return None
-        items = [dataset[i]["video"] for i in range(min(cfg.val_clips, len(dataset)))]
-        return torch.stack(items) if items else None
+        return validation_clips(self.config, self.data, self.seed)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
@@ -679,75 +392,19 @@ class Trainer:
             return None
         model = self.unwrapped
         model.eval()
-        reg = self.config.reg
-        row: dict[str, float] = {"step": self.step}
-        psnrs, dec_psnrs, distances = [], [], []
         # The frozen image VAE is not prepared by accelerate, so mixed precision must be entered explicitly.
         with acc.autocast():
-            self._validate_clips(clips, reg, psnrs, dec_psnrs, distances)
-        row["psnr_video"] = float(np.mean(psnrs))
-        if dec_psnrs:
-            row["psnr_image_decoder_vs_psi"] = float(np.mean(dec_psnrs))
-            for key in ("mse", "cosine", "frechet"):
-                if key in distances[0]:
-                    row[f"latent_{key}"] = float(np.mean([d[key] for d in distances]))
+            metrics = validation_metrics(model, clips, self.config, self.image_vae, self.seed, acc.device)
+        row: dict[str, float] = {"step": self.step, **metrics}
         self.val_log.append(row)
-        self._save_grid(
-            clips[:1].to(acc.device), model(clips[:1].to(acc.device), sample_posterior=False).recon
-        )
+        clip = clips[:1].to(acc.device)
+        save_grid(self.run_dir / "samples", self.step, clip, model(clip, sample_posterior=False).recon)
         model.train()
         acc.wait_for_everyone()
         return row
 
-    def _validate_clips(self, clips: Tensor, reg: Any, psnrs: list, dec_psnrs: list, distances: list) -> None:
-        """Fill the three lists with per-clip PSNR, image-decoder PSNR vs psi(X) and latent distances."""
-        from cvvae.metrics.latent import latent_distance
-        from cvvae.metrics.reconstruction import psnr_per_frame
-
-        acc, model = self.accelerator, self.unwrapped
-        for clip in clips.split(1):
-            clip = clip.to(acc.device)
-            out = model(clip, sample_posterior=False)
-            psnrs.append(psnr_per_frame(out.recon.float().clamp(-1, 1), clip).mean().item())
-            if self.config.kind == "cvvae" and self.image_vae is not None:
-                gen = torch.Generator().manual_seed(self.seed)
-                targets = regularization_targets(clip, reg, gen)
-                latents = regularized_latents(out.latents, reg.mapping)
-                decoded = decode_frames(self.image_vae, latents).float().clamp(-1, 1)
-                dec_psnrs.append(psnr_per_frame(decoded, targets).mean().item())
-                reference = encode_frames(self.image_vae, targets, use_mode=True)
-                distances.append(latent_distance(latents.float(), reference.float()))
-
-    def _save_grid(self, clip: Tensor, recon: Tensor) -> None:
-        from torchvision.utils import save_image
-
-        folder = self.run_dir / "samples"
-        folder.mkdir(exist_ok=True)
-        frames = torch.cat([clip[0].transpose(0, 1), recon[0].float().clamp(-1, 1).transpose(0, 1)])
-        save_image(frames * 0.5 + 0.5, folder / f"step-{self.step:08d}.png", nrow=clip.shape[2])
-
 
 # ------------------------------------------------------------------------------------------- entry points
-
-
-def train(
-    run: RunConfig,
-    run_dir: str | Path,
-    stop_after: int | None = None,
-    restart: bool = False,
-    if_changed: str = "error",
-    report_to: list[Any] | None = None,
-) -> dict[str, Any]:
-    """Train a CV-VAE (or the SVD-style VAE) as ``run`` says; resumes from a checkpoint in ``run_dir`` made
-    with the same config (see ``Trainer.fit`` for ``restart`` and ``if_changed``); ``report_to`` names
-    experiment trackers beside the CSV logs."""
-    image_vae = load_image_vae(run.image_vae_path, run.image_vae_subfolder)
-    # Layers the image VAE does not provide (the SVD-style VAE's temporal ones) draw their initial weights
-    # from the global generator: seed it, or two runs of one config start from different weights.
-    torch.manual_seed(run.seed)
-    model = build_video_model(run, image_vae)
-    trainer = Trainer(run.train, run.data, run.seed, run_dir, model, image_vae, run, report_to=report_to)
-    return trainer.fit(stop_after=stop_after, restart=restart, if_changed=if_changed)
 
 
 def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
@@ -769,17 +426,38 @@ def image_vae_train_config(run: ImageVAERunConfig) -> TrainConfig:
     )  # fmt: skip
 
 
-def train_image_vae(
-    run: ImageVAERunConfig,
+def build_trainer(
+    run: RunConfig | ImageVAERunConfig, run_dir: str | Path, report_to: list[Any] | None = None
+) -> Trainer:
+    """The trainer of ``run``: a CV-VAE or the SVD-style VAE against the frozen image VAE (``RunConfig``), or
+    the pretraining of the small image VAE (``ImageVAERunConfig``; ``final/`` is its ``save_pretrained``)."""
+    if isinstance(run, ImageVAERunConfig):
+        torch.manual_seed(run.seed)
+        model = build_image_vae(run.model)
+        config = image_vae_train_config(run)
+        return Trainer(config, run.data, run.seed, run_dir, model, None, run, report_to=report_to)
+    image_vae = load_image_vae(run.image_vae_path, run.image_vae_subfolder)
+    # Layers the image VAE does not provide (the SVD-style VAE's temporal ones) draw their initial weights
+    # from the global generator: seed it, or two runs of one config start from different weights.
+    torch.manual_seed(run.seed)
+    model = build_video_model(run, image_vae)
+    return Trainer(run.train, run.data, run.seed, run_dir, model, image_vae, run, report_to=report_to)
+
+
+def train(
+    run: RunConfig | ImageVAERunConfig,
     run_dir: str | Path,
     stop_after: int | None = None,
     restart: bool = False,
     if_changed: str = "error",
     report_to: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Pretrain the small image VAE (diffusers ``AutoencoderKL``); ``final/`` is its ``save_pretrained``."""
-    torch.manual_seed(run.seed)
-    model = build_image_vae(run.model)
-    config = image_vae_train_config(run)
-    trainer = Trainer(config, run.data, run.seed, run_dir, model, None, run, report_to=report_to)
+    """Train the model ``run`` describes (see ``build_trainer``); resumes from a checkpoint in ``run_dir``
+    made with the same config (see ``Trainer.fit`` for ``stop_after``, ``restart`` and ``if_changed``);
+    ``report_to`` names experiment trackers beside the CSV logs."""
+    trainer = build_trainer(run, run_dir, report_to)
     return trainer.fit(stop_after=stop_after, restart=restart, if_changed=if_changed)
+
+
+# Image-VAE pretraining has the same entry point: the run config says which model is trained.
+train_image_vae = train
