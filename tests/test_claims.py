@@ -309,3 +309,42 @@ def test_the_profile_says_which_model_starts_from_which() -> None:
     assert training.starts["cvvae"] == "inflated" and training.starts["svd_vae"] == "image_vae"
     assert "inflated" not in training.starts and "image_vae" not in training.starts
     assert "uniform_sampling" not in training.starts  # the image VAE's run, not a trained video model
+
+
+def _generative_table(results: Path, rows: dict[str, tuple[float, float, float, float]]) -> None:
+    """generative/metrics.csv with decoder -> (fid, delta_fid, lo, hi), image_vae the reference."""
+    folder = results / "generative"
+    folder.mkdir(parents=True, exist_ok=True)
+    records = [
+        {"decoder": name, "samples": 2000, "fid": fid, "delta_fid": d, "delta_fid_lo": lo, "delta_fid_hi": hi,
+         "reference_decoder": "image_vae", "note": ""}
+        for name, (fid, d, lo, hi) in rows.items()
+    ]  # fmt: skip
+    pd.DataFrame(records).to_csv(folder / "metrics.csv", index=False)
+
+
+@pytest.mark.parametrize(
+    ("dec", "verdict"),
+    [
+        ((40.5, 0.5, 0.1, 0.9), claims.REPRODUCED),  # within 5 % of 40 (margin 2.0)
+        ((45.0, 5.0, 4.0, 6.0), claims.NOT_REPRODUCED),  # the whole interval above the margin
+        ((42.0, 2.0, 1.0, 3.0), claims.INCONCLUSIVE),  # the interval contains the margin
+        ((float("nan"),) * 4, claims.NOT_AVAILABLE),
+    ],
+)
+def test_generative_claim_is_judged_on_the_paired_fid_interval(tmp_path: Path, dec, verdict) -> None:
+    _generative_table(tmp_path, {"image_vae": (40.0, 0.0, 0.0, 0.0), "dec": dec})
+    comparison = claims.Comparison("dec", "image_vae", "fid", claims.GENERATIVE, "<")
+    result = claims.evaluate_comparison(tmp_path, comparison)
+    assert result.verdict == verdict
+    if verdict != claims.NOT_AVAILABLE:
+        assert "margin +2.00" in result.why and result.clips == 2000
+        assert "2000 samples" in claims.measurement_text(result)
+
+
+def test_generative_claim_without_a_table_is_na_and_names_the_step(tmp_path: Path) -> None:
+    comparison = claims.Comparison("dec", "image_vae", "fid", claims.GENERATIVE, "<")
+    result = claims.evaluate_comparison(tmp_path, comparison)
+    assert result.verdict == claims.NOT_AVAILABLE and "cvvae.ldm score" in result.why
+    row = claims.claims_table(tmp_path).set_index("claim").filter(like="generative_compatibility", axis=0)
+    assert list(row["verdict"]) == [claims.NOT_AVAILABLE]
