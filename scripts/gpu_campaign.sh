@@ -5,6 +5,12 @@
 #
 # Run from an unpacked checkout under /tmp (the device lays its working tree anew around each call):
 #   WORK=/tmp/c RUNS="none enc dec both" setsid nohup bash scripts/gpu_campaign.sh > /tmp/c/campaign.log 2>&1 &
+# IMAGE_VAE_SHARDS=DIR restores the image VAE an earlier hold shipped (scripts/fp16_weights.py) instead of
+# training it; LDM=0 skips the latent diffusion model; BENCH=0 the throughput measurement. Stop a run with
+# `pkill -f "^/.*python3 -m cvvae.cli train .*--variant NAME "` (a pattern that the calling shell's own
+# command line does not match).
+# The feature files (generative/features/*.safetensors, 16 MB each) come back one by one with
+# `cp results/gpu/generative/features/NAME.safetensors $OUT/` from the checkout there.
 # It waits for the LPIPS weights at $WORK/assets/lpips.ok and for the FID network at $WORK/assets/fid.ok (put
 # there by later calls, as the files travel in parts). `bash scripts/gpu_campaign.sh pack OUTDIR` packs what is
 # done so far (logs, tables, run metadata without weights) into OUTDIR/campaign.tar.gz.
@@ -25,6 +31,7 @@ if [ "${1:-}" = pack ]; then
   mkdir -p "$out"
   tar -czf "$out/campaign.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' \
     --exclude=checkpoints --exclude='*/final/*' --exclude='*/decoded/*' --exclude='*/reference/*' \
+    --exclude='*/samples/*' --exclude=latents.safetensors \
     $(ls -d "$WORK/progress.log" "$LOGS" "$RES/eval" "$RUN_ROOT" "$RES/benchmarks" "$RES/bench" "$GEN" 2>/dev/null) \
     2>/dev/null
   exit 0
@@ -50,10 +57,15 @@ timed data "${CV[@]}" data embedded --config $CONFIG --out data/embedded/gpu || 
 note "data done; waiting for the LPIPS weights"
 wait_for "$WORK/assets/lpips.ok"
 
-timed image_vae "${CV[@]}" train-image-vae --config $CONFIG --out $RUN_ROOT/image_vae --if-changed restart || exit 1
-note "image VAE: $(tail -1 $RUN_ROOT/image_vae/val_metrics.csv)"
-# Every later run, here and in later holds, reads the fp16-rounded weights: the same bits travel back and forth.
-python3 scripts/fp16_weights.py round $RUN_ROOT/image_vae/final --shards "$WORK/ship" || exit 1
+if [ -n "${IMAGE_VAE_SHARDS:-}" ]; then  # a later hold: the image VAE an earlier hold trained and shipped
+  python3 scripts/fp16_weights.py restore "$IMAGE_VAE_SHARDS" --out $RUN_ROOT/image_vae/final || exit 1
+  note "image VAE restored from $IMAGE_VAE_SHARDS"
+else
+  timed image_vae "${CV[@]}" train-image-vae --config $CONFIG --out $RUN_ROOT/image_vae --if-changed restart || exit 1
+  note "image VAE: $(tail -1 $RUN_ROOT/image_vae/val_metrics.csv)"
+  # Every later run, here and in later holds, reads the fp16-rounded weights: the same bits travel both ways.
+  python3 scripts/fp16_weights.py round $RUN_ROOT/image_vae/final --shards "$WORK/ship" || exit 1
+fi
 timed inflate "${CV[@]}" inflate --image-vae $RUN_ROOT/image_vae/final --out $RUN_ROOT/inflated/final \
   --set 'temporal_attention_init="zero"' || exit 1
 note "inflated; training: $RUNS + ldm"
@@ -66,8 +78,11 @@ for run in $RUNS; do
     --if-changed restart &
   pids+=($!)
 done
-OMP_NUM_THREADS=1 timed train_ldm "${CV[@]}" train-ldm --config $CONFIG --out "$GEN/ldm" --if-changed restart &
-ldm_pid=$!
+ldm_pid=
+if [ "${LDM:-1}" = 1 ]; then
+  OMP_NUM_THREADS=1 timed train_ldm "${CV[@]}" train-ldm --config $CONFIG --out "$GEN/ldm" --if-changed restart &
+  ldm_pid=$!
+fi
 for pid in "${pids[@]}"; do wait "$pid"; done
 note "CV-VAE runs done"
 
@@ -102,21 +117,24 @@ evaluate_one() {
 ) &
 evals_pid=$!
 
-wait "$ldm_pid"
-note "LDM trained: $(tail -1 $GEN/ldm/metrics.csv 2>/dev/null)"
-timed ldm_sample python3 -m cvvae.ldm sample --config $CONFIG --out $GEN --model $GEN/ldm/final &&
-  timed ldm_decode python3 -m cvvae.ldm decode --config $CONFIG --out $GEN &&
-  timed ldm_reference python3 -m cvvae.ldm reference --config $CONFIG --out $GEN
-note "LDM decoded; waiting for the FID network"
-wait_for "$WORK/assets/fid.ok"
-timed ldm_score python3 -m cvvae.ldm score --config $CONFIG --out $GEN --reference-decoder image_vae
+if [ -n "$ldm_pid" ] && wait "$ldm_pid"; then
+  note "LDM trained: $(tail -1 $GEN/ldm/metrics.csv 2>/dev/null)"
+  timed ldm_sample python3 -m cvvae.ldm sample --config $CONFIG --out $GEN --model $GEN/ldm/final &&
+    timed ldm_decode python3 -m cvvae.ldm decode --config $CONFIG --out $GEN &&
+    timed ldm_reference python3 -m cvvae.ldm reference --config $CONFIG --out $GEN
+  note "LDM decoded; waiting for the FID network"
+  wait_for "$WORK/assets/fid.ok"
+  # Features and pairwise metrics here (they need the images and the GPU); the bootstrap of FID and KID is
+  # CPU work for `python -m cvvae.ldm score --from-features` wherever the feature files land.
+  timed ldm_features python3 -m cvvae.ldm features --config $CONFIG --out $GEN --reference-decoder image_vae
+fi
 wait "$evals_pid"
 kill "$util_pid" 2>/dev/null
 note "evaluations done"
 
 # Training throughput, alone on the GPU (scripts/bench_train.py; the baseline is e369803's trainer in
 # $WORK/baseline). Last, so that a short hold loses only this.
-if [ -d "$WORK/baseline/cvvae" ]; then
+if [ "${BENCH:-1}" = 1 ] && [ -d "$WORK/baseline/cvvae" ]; then
   bench=(python3 scripts/bench_train.py --baseline "$WORK/baseline" --out "$RES/bench/train_throughput.csv")
   doubled='[{name: img128, kind: image, resolution: 128, batch_size: 16, weight: 0.4},
     {name: img256, kind: image, resolution: 160, batch_size: 4, weight: 0.1},
