@@ -260,3 +260,11 @@ def test_the_missing_weights_hint_names_the_download_command_and_the_documented_
     text = missing_weights_message("cvvae", None, "vae3d")
     assert "hf download AILab-CVC/CV-VAE --include 'vae3d/*' --local-dir data/weights/CV-VAE" in text
     assert "huggingface-cli" not in text
+
+
+def test_a_missing_run_folder_asks_for_training_not_a_download(tmp_path):
+    from cvvae.models.zoo import missing_weights_message
+
+    text = missing_weights_message("cvvae", str(tmp_path / "runs" / "dec_seed2" / "final"), None)
+    assert "training run 'dec_seed2'" in text and "cvvae train --variant dec_seed2" in text
+    assert "hf download" not in text

@@ -457,6 +457,13 @@ def parse_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
 def missing_weights_message(kind: str, path: str | None, subfolder: str | None) -> str:
     where = f"{path}/{subfolder}" if subfolder else str(path)
     lines = [f"{kind}: no model found at {where!r} (expected a folder with config.json and weights)."]
+    run_dir = Path(path or "").parent
+    if Path(path or "").name == "final" and not subfolder:  # a training run's output, not a download
+        lines.append(
+            f"It is the final folder of training run {run_dir.name!r}, which has not finished: train it "
+            f"first (the workflow, or cvvae train --variant {run_dir.name} --out {run_dir} with its profile)."
+        )
+        return "\n".join(lines)
     source = WEIGHT_SOURCES.get(kind)
     folder_name = Path(path or "").name
     for candidate in (*WEIGHT_SOURCES.values(), *OTHER_SOURCES):
