@@ -21,14 +21,19 @@ outputs still need. With the cache a causal stack processed chunk by chunk gives
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 ConvKind = Literal["causal", "centred", "per_frame"]
+TensorFn = Callable[[Tensor], Tensor]
 
 
 class TemporalCache:
@@ -60,6 +65,18 @@ class _CausalTimeMixin:
         if self.temporal_cache is not None:
             self.temporal_cache.frames[id(self)] = padded[:, :, n_out * stride_t :].detach()
 
+    def _causal_conv(self, x: Tensor, pad: int, conv: nn.Conv3d, run: TensorFn) -> Tensor:
+        """``run`` (``conv``'s forward) over ``x`` with ``pad`` frames in front; keeps what the next chunk
+        needs."""
+        padded = self._pad_time_front(x, pad)
+        if padded.shape[2] < conv.kernel_size[0]:
+            raise ValueError(
+                f"causal conv got {padded.shape[2]} frames (with carried frames), needs {conv.kernel_size[0]}"
+            )
+        out = run(padded)
+        self._remember_tail(padded, out.shape[2], conv.stride[0])
+        return out
+
 
 class CausalConv3d(_CausalTimeMixin, nn.Conv3d):
     """3D conv that never looks at future frames: ``kernel - 1`` frames of front padding, none behind."""
@@ -71,14 +88,14 @@ class CausalConv3d(_CausalTimeMixin, nn.Conv3d):
         self.time_pad = kernel_size - 1
 
     def forward(self, x: Tensor) -> Tensor:
-        padded = self._pad_time_front(x, self.time_pad)
-        if padded.shape[2] < self.kernel_size[0]:
-            raise ValueError(
-                f"causal conv got {padded.shape[2]} frames (with carried frames), needs {self.kernel_size[0]}"
-            )
-        out = super().forward(padded)
-        self._remember_tail(padded, out.shape[2], self.stride[0])
-        return out
+        return self._causal_conv(x, self.time_pad, self, super().forward)
+
+
+def over_frames(fn: TensorFn, x: Tensor) -> Tensor:
+    """``fn`` over the frames of ``x`` (``B C T H W``) folded into the batch, the result unfolded again."""
+    b, _, t, h, w = x.shape
+    out = fn(x.permute(0, 2, 1, 3, 4).reshape(b * t, -1, h, w))
+    return out.reshape(b, t, *out.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
 class Conv2dPerFrame(nn.Conv2d):
@@ -87,10 +104,7 @@ class Conv2dPerFrame(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4:
             return super().forward(x)
-        b, _, t, h, w = x.shape
-        frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, -1, h, w)
-        out = super().forward(frames)
-        return out.reshape(b, t, *out.shape[1:]).permute(0, 2, 1, 3, 4)
+        return over_frames(super().forward, x)
 
 
 def make_conv(kind: ConvKind, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
@@ -120,10 +134,7 @@ class GroupNorm(nn.GroupNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.per_frame and x.dim() == 5:
-            b, _, t, h, w = x.shape
-            frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, -1, h, w)
-            out = self._normalise(frames)
-            return out.reshape(b, t, *out.shape[1:]).permute(0, 2, 1, 3, 4)
+            return over_frames(self._normalise, x)
         return self._normalise(x)
 
     def _normalise(self, x: Tensor) -> Tensor:
@@ -175,10 +186,18 @@ class Downsample3D(_CausalTimeMixin, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.pad(x, (0, 1, 0, 1))  # zeros right and bottom, as the SD VAE does
-        padded = self._pad_time_front(x, 2)
-        out = self.conv(padded)
-        self._remember_tail(padded, out.shape[2], self.conv.stride[0])
-        return out
+        return self._causal_conv(x, 2, self.conv, self.conv)
+
+
+def frames_from_channel_groups(x: Tensor, factor_t: int) -> Tensor:
+    """``B (f C) T H W`` -> ``B C (f T - 1) H W``: channel ``n C + c`` at frame ``t`` becomes channel ``c`` at
+    frame ``f t + n``, then the first frame is dropped (the temporal upsample of both releases)."""
+    if factor_t == 1:
+        return x
+    b, cf, t, h, w = x.shape
+    c = cf // factor_t
+    x = x.reshape(b, factor_t, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, t * factor_t, h, w)
+    return x[:, :, 1:]
 
 
 class Upsample3D(nn.Module):
@@ -193,13 +212,7 @@ class Upsample3D(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
         x = self.conv(F.pad(x, (0, 0, 0, 0, 1, 1), mode="replicate"))
-        if self.factor_t == 1:
-            return x
-        b, c2, t, h, w = x.shape
-        # channel (n * C + c) at frame t goes to frame (2 t + n)
-        x = x.reshape(b, self.factor_t, c2 // self.factor_t, t, h, w).permute(0, 2, 3, 1, 4, 5)
-        x = x.reshape(b, c2 // self.factor_t, t * self.factor_t, h, w)
-        return x[:, :, 1:]
+        return frames_from_channel_groups(x, self.factor_t)
 
 
 def _single_head_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -282,3 +295,66 @@ def make_attention(
         raise ValueError(f"unknown attention type {attn_type!r}; choose one of {sorted(ATTENTION_TYPES)}")
     cls = ATTENTION_TYPES[attn_type]
     return nn.Identity() if cls is None else cls(channels, norm_num_groups, norm_per_frame, norm_eps)
+
+
+@dataclass(frozen=True)
+class BlockSettings:
+    """What every ResNet block, norm and attention of one encoder or decoder shares."""
+
+    conv_kind: str
+    half_3d: bool
+    norm_num_groups: int
+    norm_per_frame: bool
+    norm_eps: float
+    dropout: float = 0.0
+
+    def norm(self, channels: int) -> GroupNorm:
+        return GroupNorm(self.norm_num_groups, channels, self.norm_per_frame, self.norm_eps)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], conv_kind: str, **extra: Any) -> Self:
+        """Every field named as a key of a model's ``config`` (``half_3d``, ``norm_*``, ``dropout``,
+        ``act_fn``: both releases use these names) from there, ``conv_kind`` and ``extra`` as given."""
+        named = {f.name: config[f.name] for f in fields(cls) if f.name in config}
+        return cls(conv_kind=conv_kind, **{**named, **extra})
+
+    def resnet_options(self) -> dict[str, Any]:
+        """These settings as keyword arguments: the ResNet blocks of both releases take each of them."""
+        return {f.name: getattr(self, f.name) for f in fields(BlockSettings)}
+
+
+class Layers:
+    """How a block runs each kind of layer: here the layer's own forward.
+
+    Blocks describe their layer order once (``run(h, layers)``); gradient checkpointing and the fast inference
+    path (:mod:`cvvae.models.fast`) run the same order with their own ``Layers``.
+    """
+
+    def resnet(self, block: nn.Module, h: Tensor) -> Tensor:
+        return block(h)
+
+    def attention(self, block: nn.Module, h: Tensor) -> Tensor:
+        return block(h)
+
+    def resample(self, layer: nn.Module, h: Tensor) -> Tensor:
+        return layer(h)
+
+
+PLAIN = Layers()
+
+
+class CheckpointedStack(nn.Module, Layers):
+    """An encoder or decoder whose ResNet blocks run with gradient checkpointing once diffusers switches it
+    on (``enable_gradient_checkpointing`` sets ``gradient_checkpointing`` and the checkpointing function)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gradient_checkpointing = False
+
+    def checkpointed(self, block: nn.Module, h: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            return self._gradient_checkpointing_func(block, h)
+        return block(h)
+
+    def resnet(self, block: nn.Module, h: Tensor) -> Tensor:
+        return self.checkpointed(block, h)

@@ -24,7 +24,7 @@ from diffusers.models.activations import get_activation
 from diffusers.models.attention_processor import Attention
 from torch import Tensor, nn
 
-from .layers import Conv2dPerFrame, GroupNorm, _CausalTimeMixin
+from .layers import Conv2dPerFrame, GroupNorm, _CausalTimeMixin, frames_from_channel_groups, over_frames
 
 Sd3ConvKind = Literal["causal", "centred"]
 
@@ -49,14 +49,7 @@ class ReplicateCausalConv3d(_CausalTimeMixin, nn.Conv3d):
         if p:
             # Replicate padding is separable, so space then time equals the released one-shot 3D pad.
             x = F.pad(x, (p, p, p, p, 0, 0), mode="replicate")
-        padded = self._pad_time_front(x, self.time_pad)
-        if padded.shape[2] < self.kernel_size[0]:
-            raise ValueError(
-                f"causal conv got {padded.shape[2]} frames (with carried frames), needs {self.kernel_size[0]}"
-            )
-        out = super().forward(padded)
-        self._remember_tail(padded, out.shape[2], self.stride[0])
-        return out
+        return self._causal_conv(x, self.time_pad, self, super().forward)
 
 
 def make_sd3_conv(
@@ -134,10 +127,8 @@ class FrameAttention(Attention):
     def forward(self, hidden_states: Tensor, *args: object, **kwargs: object) -> Tensor:
         if hidden_states.dim() != 5:
             return super().forward(hidden_states, *args, **kwargs)
-        b, c, t, h, w = hidden_states.shape
-        frames = hidden_states.transpose(1, 2).reshape(b * t, c, h, w)
-        out = super().forward(frames, *args, **kwargs)
-        return out.reshape(b, t, c, h, w).transpose(1, 2)
+        attend = super().forward
+        return over_frames(lambda frames: attend(frames, *args, **kwargs), hidden_states)
 
 
 class Sd3Downsample3D(nn.Module):
@@ -164,10 +155,4 @@ class Sd3Upsample3D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest"))
-        if self.factor_t == 1:
-            return x
-        b, c2, t, h, w = x.shape
-        c = c2 // self.factor_t
-        # channel (n * C + c) at frame t becomes channel c at frame (factor_t * t + n)
-        x = x.reshape(b, self.factor_t, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, -1, h, w)
-        return x[:, :, 1:]
+        return frames_from_channel_groups(x, self.factor_t)
