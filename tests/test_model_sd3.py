@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from cvvae.models import CVVAEModel, CVVAESD3Model
+from cvvae.models import CVVAESD3Model
+from cvvae.models.base import CVVAEBase
 from cvvae.models.sd3_layers import FrameAttention, Sd3ResnetBlock3D, Sd3Upsample3D, make_sd3_conv
 
 MANIFEST = Path(__file__).parent / "data" / "official_vae3d_sd3_state_dict.txt"
@@ -89,7 +90,7 @@ def test_released_config_is_accepted_unchanged_and_validated():
     assert cfg["out_channels"] == 16 and cfg["block_out_channels"] == [128, 256, 512, 512]
     with torch.device("meta"):
         model = CVVAESD3Model(**cfg)
-    assert model.latent_channels == 16 and model.time_compression == 4
+    assert model.latent_channels == 16 and model.temporal_compression == 4
     assert model.temporal_chunking == "official" and model.use_tiling
     assert model.config.scaling_factor == 1.5305 and model.config.shift_factor == 0.0609
     with pytest.raises(ValueError, match="vae3d_sd3"):
@@ -142,7 +143,7 @@ def test_loads_official_config_and_legacy_attention_names(tmp_path):
 # --- call surface -------------------------------------------------------------------------------------------
 def test_shapes_and_posterior():
     model = tiny()
-    assert isinstance(model, CVVAEModel)
+    assert isinstance(model, CVVAEBase)
     with torch.no_grad():
         for t, lt in [(1, 1), (5, 2), (9, 3)]:
             post = model.encode(video(t)).latent_dist

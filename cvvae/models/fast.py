@@ -40,6 +40,7 @@ from .layers import (
     Conv2dPerFrame,
     Downsample3D,
     GroupNorm,
+    Layers,
     ResnetBlock3D,
     SpatialAttention,
     SpatioTemporalAttention,
@@ -787,15 +788,20 @@ def _is_plain_vae_attention(block: FrameAttention) -> bool:
     )
 
 
-def _mid(mid: nn.Module, h: Tensor) -> Tensor:
-    if hasattr(mid, "block_1"):  # SD2.1 release
-        h = resnet(mid.block_1, h)
-        h = attention(mid.attn_1, h)
-        return resnet(mid.block_2, h)
-    h = resnet(mid.resnets[0], h)  # SD3 release
-    if len(mid.attentions) > 0:
-        h = attention(mid.attentions[0], h)
-    return resnet(mid.resnets[1], h)
+class _FastLayers(Layers):
+    """The layers of a block (its ``run(h, layers)`` order) through this path."""
+
+    def resnet(self, block: nn.Module, h: Tensor) -> Tensor:
+        return resnet(block, h)
+
+    def attention(self, block: nn.Module, h: Tensor) -> Tensor:
+        return attention(block, h)
+
+    def resample(self, layer: nn.Module, h: Tensor) -> Tensor:
+        return conv(layer, h)
+
+
+FAST = _FastLayers()
 
 
 def _out(norm: nn.GroupNorm, act: nn.Module | None, conv_out: nn.Module, h: Tensor) -> Tensor:
@@ -810,20 +816,12 @@ def encoder_forward(encoder: nn.Module, x: Tensor) -> Tensor:
         h = conv(encoder.conv_in, _cl(x))
         if hasattr(encoder, "down"):  # SD2.1 release
             for stage in encoder.down:
-                for i, block in enumerate(stage.block):
-                    h = resnet(block, h)
-                    if len(stage.attn) > 0:
-                        h = attention(stage.attn[i], h)
-                if hasattr(stage, "downsample"):
-                    h = conv(stage.downsample, h)
-            h = _mid(encoder.mid, h)
+                h = stage.run(h, FAST)
+            h = encoder.mid.run(h, FAST)
             return _out(encoder.norm_out, None, encoder.conv_out, h)
         for block in encoder.down_blocks:  # SD3 release
-            for layer in block.resnets:
-                h = resnet(layer, h)
-            for down in block.downsamplers or ():
-                h = conv(down, h)
-        h = _mid(encoder.mid_block, h)
+            h = block.run(h, FAST)
+        h = encoder.mid_block.run(h, FAST)
         return _out(encoder.conv_norm_out, encoder.conv_act, encoder.conv_out, h)
 
 
@@ -832,21 +830,13 @@ def decoder_forward(decoder: nn.Module, z: Tensor) -> Tensor:
     with _cudnn_settings(z):
         h = conv(decoder.conv_in, _cl(z))
         if hasattr(decoder, "up"):  # SD2.1 release
-            h = _mid(decoder.mid, h)
+            h = decoder.mid.run(h, FAST)
             for stage in reversed(decoder.up):
-                for i, block in enumerate(stage.block):
-                    h = resnet(block, h)
-                    if len(stage.attn) > 0:
-                        h = attention(stage.attn[i], h)
-                if hasattr(stage, "upsample"):
-                    h = conv(stage.upsample, h)
+                h = stage.run(h, FAST)
             return _out(decoder.norm_out, None, decoder.conv_out, h)
-        h = _mid(decoder.mid_block, h)  # SD3 release
+        h = decoder.mid_block.run(h, FAST)  # SD3 release
         for block in decoder.up_blocks:
-            for layer in block.resnets:
-                h = resnet(layer, h)
-            for up in block.upsamplers or ():
-                h = conv(up, h)
+            h = block.run(h, FAST)
         return _out(decoder.conv_norm_out, decoder.conv_act, decoder.conv_out, h)
 
 
