@@ -20,32 +20,22 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
+from model_tester import TINY_CVVAE, TINY_CVVAE_SD3, random_video, tiny_model
 
 from cvvae.models import CVVAEModel, CVVAESD3Model, fast
+from cvvae.models.base import CVVAEBase
 from cvvae.models.layers import GroupNorm, Upsample3D
 from cvvae.models.sd3_layers import Sd3Upsample3D
 
-SD21 = dict(ch=8, ch_mult=(1, 2, 2, 2), num_res_blocks=1, norm_num_groups=4, tile_spatial_size=None)
-SD3 = dict(block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_num_groups=4, tile_spatial_size=None)
-MODELS = [(CVVAEModel, SD21), (CVVAESD3Model, SD3)]
+MODELS = [(CVVAEModel, TINY_CVVAE), (CVVAESD3Model, TINY_CVVAE_SD3)]
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
 
 
-def video(b: int = 1, t: int = 9, h: int = 16, w: int = 16, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, t, h, w, generator=g) * 2 - 1
-
-
-def build(cls: type[CVVAEModel], cfg: dict, **overrides: object) -> CVVAEModel:
-    torch.manual_seed(0)
-    return cls(**{**cfg, **overrides}).eval()
-
-
 @torch.no_grad()
-def both_paths(model: CVVAEModel, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def both_paths(model: CVVAEBase, x: torch.Tensor, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Latents and frames of the plain path (``z0``, ``x0``) and the fast path (``z1``, ``x1``); both decode
     the same latents (``z``, default the plain path's)."""
     model.set_fast_path(False)
@@ -71,8 +61,8 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fast_fp32_equals_plain(cls, cfg, chunked, request):
     if chunked:
         request.getfixturevalue("small_chunks")
-    model = build(cls, cfg)
-    out = both_paths(model, video(b=2))
+    model = tiny_model(cls, cfg)
+    out = both_paths(model, random_video(b=2))
     assert rel(out["z1"], out["z0"]) < 1e-5
     assert rel(out["x1"], out["x0"]) < 1e-5
 
@@ -80,8 +70,8 @@ def test_fast_fp32_equals_plain(cls, cfg, chunked, request):
 @pytest.mark.parametrize(("cls", "cfg"), MODELS)
 def test_fast_path_keeps_windows_tiles_and_image_mode(cls, cfg):
     # released-style windows (4 pixel frames a window here), 16-px tiles over 24 px, 4D image mode
-    model = build(cls, cfg, tile_spatial_size=16, en_de_n_frames_a_time=4, norm_per_frame=True)
-    x = video(t=9, h=24, w=24)
+    model = tiny_model(cls, cfg, tile_spatial_size=16, en_de_n_frames_a_time=4, norm_per_frame=True)
+    x = random_video(t=9, h=24, w=24)
     out = both_paths(model, x)
     assert out["z1"].shape == out["z0"].shape and out["x1"].shape == out["x0"].shape
     assert rel(out["z1"], out["z0"]) < 1e-5 and rel(out["x1"], out["x0"]) < 1e-5
@@ -97,8 +87,8 @@ def test_fast_path_keeps_windows_tiles_and_image_mode(cls, cfg):
 
 @pytest.mark.parametrize(("cls", "cfg"), MODELS)
 def test_fast_bf16_within_bf16_tolerance_of_fp32(cls, cfg):
-    model = build(cls, cfg)
-    x = video()
+    model = tiny_model(cls, cfg)
+    x = random_video()
     ref = both_paths(model, x)
     model = torch.nn.Module.to(model, dtype=torch.bfloat16)
     out = both_paths(model, x.bfloat16(), ref["z0"])
@@ -147,8 +137,8 @@ def test_subpixel_upsample_equals_nearest_then_conv(up_time, layer):
 
 
 def test_fast_path_switch():
-    model = build(CVVAEModel, SD21)
-    x = video()
+    model = tiny_model(CVVAEModel, TINY_CVVAE)
+    x = random_video()
     with torch.no_grad():
         assert not fast.wanted(None, model, x)  # default: CUDA only
         assert fast.wanted(True, model, x)

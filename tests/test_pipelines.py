@@ -20,6 +20,7 @@ from diffusers import (  # noqa: E402
     UNet2DConditionModel,
     UNetSpatioTemporalConditionModel,
 )
+from model_tester import TINY_CVVAE, TINY_CVVAE_SD3, tiny_model  # noqa: E402
 from transformers import (  # noqa: E402
     CLIPImageProcessor,
     CLIPTextConfig,
@@ -37,15 +38,11 @@ TOKENS = 16  # prompt length of the tiny tokenizer and text encoder
 
 
 def tiny_cvvae() -> CVVAEModel:
-    torch.manual_seed(0)
-    return CVVAEModel(ch=8, ch_mult=(1, 2, 2, 2), num_res_blocks=1, norm_num_groups=4, tile_spatial_size=None)
+    return tiny_model(CVVAEModel, TINY_CVVAE)
 
 
 def tiny_cvvae_sd3() -> CVVAESD3Model:
-    torch.manual_seed(0)
-    return CVVAESD3Model(
-        block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_num_groups=4, tile_spatial_size=None
-    )
+    return tiny_model(CVVAESD3Model, TINY_CVVAE_SD3)
 
 
 def _byte_symbols() -> list[str]:
