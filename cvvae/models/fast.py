@@ -29,7 +29,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -453,27 +453,20 @@ class ConvPlan:
         return self.k_t == 1 and self.stride_t == 1 and self.pad_front == self.pad_back == 0
 
 
+def _plan_of(conv: nn.Conv2d | nn.Conv3d, conv_padding: tuple[int, ...], **padding: Any) -> ConvPlan:
+    """The plan of ``conv`` (its weight, bias and stride) with the given padding."""
+    return ConvPlan(conv.weight, conv.bias, conv.stride, conv_padding, **padding)
+
+
 def conv_plan(module: nn.Module) -> ConvPlan | None:
     """The plan of a conv layer of either release, or None for a layer this path does not know."""
-    if isinstance(module, (Downsample3D, Sd3Downsample3D)):
-        if isinstance(module, Sd3Downsample3D):
-            return conv_plan(module.conv)
-        conv = module.conv
-        return ConvPlan(
-            conv.weight, conv.bias, conv.stride, (0, 0, 0), pad_front=2, space_pad=(0, 1, 0, 1, 0, 0)
-        )
+    if isinstance(module, Sd3Downsample3D):
+        return conv_plan(module.conv)
+    if isinstance(module, Downsample3D):
+        return _plan_of(module.conv, (0, 0, 0), pad_front=2, space_pad=(0, 1, 0, 1, 0, 0))
     if isinstance(module, Upsample3D):
         conv = module.conv
-        return ConvPlan(
-            conv.weight,
-            conv.bias,
-            conv.stride,
-            conv.padding,
-            pad_front=1,
-            pad_back=1,
-            upsample=True,
-            owner=conv,
-        )
+        return _plan_of(conv, conv.padding, pad_front=1, pad_back=1, upsample=True, owner=conv)
     if isinstance(module, Sd3Upsample3D):
         plan = conv_plan(module.conv)
         if plan is not None:
@@ -482,40 +475,24 @@ def conv_plan(module: nn.Module) -> ConvPlan | None:
     if isinstance(module, Conv2dPerFrame):
         if module.padding_mode != "zeros" or module.groups != 1 or module.dilation != (1, 1):
             return None
-        return ConvPlan(module.weight, module.bias, module.stride, module.padding, per_frame=True)
+        return _plan_of(module, module.padding, per_frame=True)
     if not isinstance(module, nn.Conv3d) or module.groups != 1 or module.dilation != (1, 1, 1):
         return None
     if isinstance(module, ReplicateCausalConv3d):
         p = module.space_pad
-        return ConvPlan(
-            module.weight,
-            module.bias,
-            module.stride,
-            (0, 0, 0),
-            pad_front=module.time_pad,
-            space_pad=(p, p, p, p, 0, 0),
-            space_mode="replicate",
-        )
+        replicate = dict(space_pad=(p, p, p, p, 0, 0), space_mode="replicate")
+        return _plan_of(module, (0, 0, 0), pad_front=module.time_pad, **replicate)
     if isinstance(module, CausalConv3d):
         pad = module.padding
-        return ConvPlan(module.weight, module.bias, module.stride, (0, pad[1], pad[2]), module.time_pad)
+        return _plan_of(module, (0, pad[1], pad[2]), pad_front=module.time_pad)
     if type(module) is not nn.Conv3d or isinstance(module.padding, str):
         return None
     pt, ph, pw = module.padding
     if module.padding_mode == "zeros":
-        return ConvPlan(module.weight, module.bias, module.stride, (0, ph, pw), pt, pt, "zeros")
+        return _plan_of(module, (0, ph, pw), pad_front=pt, pad_back=pt, time_mode="zeros")
     if module.padding_mode == "replicate":
-        return ConvPlan(
-            module.weight,
-            module.bias,
-            module.stride,
-            (0, 0, 0),
-            pt,
-            pt,
-            "replicate",
-            space_pad=(pw, pw, ph, ph, 0, 0),
-            space_mode="replicate",
-        )
+        replicate = dict(space_pad=(pw, pw, ph, ph, 0, 0), space_mode="replicate")
+        return _plan_of(module, (0, 0, 0), pad_front=pt, pad_back=pt, time_mode="replicate", **replicate)
     return None
 
 
