@@ -35,6 +35,17 @@ from torch import nn
 DIFFUSERS_TEMPORAL_GROUPS = 32
 # The image VAE's mid block always has two ResNets around one attention, whatever layers_per_block is.
 IMAGE_VAE_MID_BLOCK_RESNETS = 2
+# Config keys the SVD-style VAE takes from the image VAE as they are (the block types and widths as tuples).
+COPIED_KEYS = (
+    "in_channels",
+    "out_channels",
+    "layers_per_block",
+    "latent_channels",
+    "sample_size",
+    "scaling_factor",
+    "force_upcast",
+    "norm_num_groups",
+)
 
 
 class TemporalDecoderVAE(AutoencoderKLTemporalDecoder):
@@ -157,16 +168,9 @@ def svd_vae_from_image_vae(vae: AutoencoderKL) -> TemporalDecoderVAE:
     config = vae.config
     _check_convertible(config)
     video_vae = TemporalDecoderVAE(
-        in_channels=config.in_channels,
-        out_channels=config.out_channels,
+        **{key: config[key] for key in COPIED_KEYS},
         down_block_types=tuple(config.down_block_types),
         block_out_channels=tuple(config.block_out_channels),
-        layers_per_block=config.layers_per_block,
-        latent_channels=config.latent_channels,
-        sample_size=config.sample_size,
-        scaling_factor=config.scaling_factor,
-        force_upcast=config.force_upcast,
-        norm_num_groups=config.norm_num_groups,
         use_post_quant_conv=vae.post_quant_conv is not None,
         mid_block_num_layers=IMAGE_VAE_MID_BLOCK_RESNETS,
     )
