@@ -315,7 +315,7 @@ def describe_metrics(lpips_nets: Sequence[str]) -> dict[str, str]:
     }
 
 
-def summarize(per_clip: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+def summary_row(per_clip: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
     """One-row summary: protocol, model, implementations, clip count and the mean of every metric; LPIPS
     columns read ``n/a (reason)`` when the weights are not installed."""
     row: dict[str, Any] = {
@@ -436,7 +436,7 @@ def evaluate(
         bar.set_postfix(psnr=f"{clip['psnr']:.2f}")
 
     per_clip = _read_csv(out_dir / PER_CLIP_CSV)
-    atomic_write_text(out_dir / SUMMARY_CSV, summarize(per_clip, meta).to_csv(index=False))
+    atomic_write_text(out_dir / SUMMARY_CSV, summary_row(per_clip, meta).to_csv(index=False))
     return per_clip
 
 
