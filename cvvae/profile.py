@@ -277,7 +277,9 @@ def frozen_image_vae(profile: Mapping[str, Any], runs_dir: str | Path | None = N
 def spec_run(spec: str) -> str | None:
     """The training run of the profile that a model spec reads (``cvvae:{runs}/dec/final`` -> ``dec``), or
     None for weights from elsewhere (released checkpoints)."""
-    path = spec.split(":", 1)[1].split("?", 1)[0] if ":" in spec else ""
+    from cvvae.models.zoo import parse_spec
+
+    path = parse_spec(spec).get("path") or ""
     if not path.startswith("{runs}/"):
         return None
     return path[len("{runs}/") :].split("/", 1)[0]
