@@ -49,6 +49,7 @@ def missing_inputs(profile: Mapping[str, Any]) -> list[str]:
     """One line per real input of ``profile`` that is not where the profile says it is."""
     from cvvae.metrics.weights import lpips_na_reason
     from cvvae.models.zoo import parse_spec
+    from cvvae.profile import frozen_image_vae
 
     workflow = profile["workflow"]
     problems: list[str] = []
@@ -70,10 +71,10 @@ def missing_inputs(profile: Mapping[str, Any]) -> list[str]:
             problems.append(f"dataset of protocol {name}: {_manifest(dataset)} not found; {DATA_HINT}")
     section = profile.get("cvvae") or {}
     if not workflow.get("train_image_vae") and (trains or workflow.get("inflate")):
+        image_vae = frozen_image_vae(profile)
         problem = _missing_weights(
-            "image_vae", section.get("image_vae_path"), section.get("image_vae_subfolder"),
-            "frozen image VAE (cvvae.image_vae_path)",
-        )  # fmt: skip
+            "image_vae", image_vae.path, image_vae.subfolder, "frozen image VAE (cvvae.image_vae_path)"
+        )
         problems += [problem] if problem else []
     if section.get("init_path") and trains:
         problem = _missing_weights("cvvae", section["init_path"], None, "starting CV-VAE (cvvae.init_path)")
