@@ -43,17 +43,17 @@ def training_scheduler(noise: NoiseConfig) -> Any:
     return DDPMScheduler(**asdict(noise))
 
 
-def sampling_scheduler(kind: str, training_config: dict[str, Any]) -> Any:
+def sampling_scheduler(scheduler_name: str, training_config: dict[str, Any]) -> Any:
     """DDIM (eta 0) or DPM-Solver++ built from the training schedule's config."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-    if kind == "ddim":
+    if scheduler_name == "ddim":
         return DDIMScheduler.from_config(training_config)
-    if kind == "dpm_solver":
+    if scheduler_name == "dpm_solver":
         return DPMSolverMultistepScheduler.from_config(
             training_config, algorithm_type="dpmsolver++", solver_order=2
         )
-    raise ValueError(f"unknown sampling scheduler {kind!r}; choose ddim or dpm_solver")
+    raise ValueError(f"unknown sampling scheduler {scheduler_name!r}; choose ddim or dpm_solver")
 
 
 @dataclass
