@@ -107,16 +107,16 @@ class Conv2dPerFrame(nn.Conv2d):
         return over_frames(super().forward, x)
 
 
-def make_conv(kind: ConvKind, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
+def make_conv(conv_type: ConvKind, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
     """Conv with 'same' output size of the given kind (``causal``, ``centred`` 3D, or ``per_frame`` 2D)."""
     pad = kernel_size // 2
-    if kind == "causal":
+    if conv_type == "causal":
         return CausalConv3d(in_channels, out_channels, kernel_size)
-    if kind == "centred":
+    if conv_type == "centred":
         return nn.Conv3d(in_channels, out_channels, kernel_size, padding=pad)
-    if kind == "per_frame":
+    if conv_type == "per_frame":
         return Conv2dPerFrame(in_channels, out_channels, kernel_size, padding=pad)
-    raise ValueError(f"unknown conv kind {kind!r}")
+    raise ValueError(f"unknown conv kind {conv_type!r}")
 
 
 class GroupNorm(nn.GroupNorm):
