@@ -40,25 +40,27 @@ class VAEForward:
 class TrainableVideoVAE(nn.Module):
     """Training view of a video VAE: ``forward(video) -> VAEForward``; ``last_layer`` for the GAN weight.
 
-    kind ``cvvae``: ``CVVAEModel`` (tiling and temporal chunking off: training clips are processed whole).
-    kind ``svd_vae``: diffusers ``AutoencoderKLTemporalDecoder`` whose encoder (the image VAE's) is frozen and
+    ``model_family`` is the run's ``TrainConfig.kind``:
+
+    ``cvvae``: ``CVVAEModel`` (tiling and temporal chunking off: training clips are processed whole).
+    ``svd_vae``: diffusers ``AutoencoderKLTemporalDecoder`` whose encoder (the image VAE's) is frozen and
     applied per frame; only the decoder is trained, decoding each clip with ``num_frames = T``.
-    kind ``image_vae``: diffusers ``AutoencoderKL`` trained on images (every frame encoded and decoded alone).
+    ``image_vae``: diffusers ``AutoencoderKL`` trained on images (every frame encoded and decoded alone).
     """
 
-    def __init__(self, vae: nn.Module, kind: str = "cvvae") -> None:
+    def __init__(self, vae: nn.Module, model_family: str = "cvvae") -> None:
         super().__init__()
-        if kind not in ("cvvae", "svd_vae", "image_vae"):
-            raise ValueError(f"unknown model kind {kind!r}; choose 'cvvae', 'svd_vae' or 'image_vae'")
+        if model_family not in ("cvvae", "svd_vae", "image_vae"):
+            raise ValueError(f"unknown model kind {model_family!r}; choose 'cvvae', 'svd_vae' or 'image_vae'")
         self.vae = vae
-        self.kind = kind
-        if kind == "cvvae":
+        self.model_family = model_family
+        if model_family == "cvvae":
             for switch in ("disable_tiling", "disable_slicing"):
                 if hasattr(vae, switch):
                     getattr(vae, switch)()
             if hasattr(vae, "set_temporal_chunking"):
                 vae.set_temporal_chunking(None)
-        elif kind == "svd_vae":
+        elif model_family == "svd_vae":
             for module in (vae.encoder, getattr(vae, "quant_conv", None)):
                 if module is not None:
                     module.requires_grad_(False)
@@ -70,19 +72,19 @@ class TrainableVideoVAE(nn.Module):
         return getattr(layer, "conv", layer).weight
 
     def _encode(self, video: Tensor):
-        if self.kind == "cvvae":
+        if self.model_family == "cvvae":
             return self.vae.encode(video).latent_dist
         b, _, t = video.shape[:3]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.kind == "image_vae"):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.model_family == "image_vae"):
             posterior = self.vae.encode(video.transpose(1, 2).flatten(0, 1)).latent_dist
         return _FramePosterior(posterior, b, t)
 
     def _decode(self, latents: Tensor, num_frames: int) -> Tensor:
-        if self.kind == "cvvae":
+        if self.model_family == "cvvae":
             return self.vae.decode(latents).sample
         b, _, t = latents.shape[:3]
         flat = latents.transpose(1, 2).flatten(0, 1)
-        if self.kind == "image_vae":
+        if self.model_family == "image_vae":
             frames = self.vae.decode(flat).sample
         else:
             frames = self.vae.decode(flat, num_frames=t).sample
