@@ -365,10 +365,10 @@ def _render_camera_clip(number: int) -> dict[str, Any]:
 _SPLIT_ID = {"train": 0, "val": 1}
 
 
-def _row(path: str, kind: str, source: MediaSource, frames: int, fps: float, size: int, split: str) -> dict:
+def _row(path: str, media: str, source: MediaSource, frames: int, fps: float, size: int, split: str) -> dict:
     return {
         "path": path,
-        "kind": kind,
+        "kind": media,
         "source": source.name,
         "licence": source.licence,
         "frames": frames,

@@ -87,13 +87,13 @@ _OPENCV_LICENCE = "OpenCV sample data from Debian opencv-doc (see /usr/share/doc
 
 
 def _collect(
-    package: str, folder: Path | None, table: tuple, kind: str, missing: list[str]
+    package: str, folder: Path | None, table: tuple, media: str, missing: list[str]
 ) -> list[MediaSource]:
     found = []
     for name, file, licence in table:
         path = folder / file if folder is not None else None
         if path is not None and path.is_file():
-            found.append(MediaSource(name, path, kind, package, licence))
+            found.append(MediaSource(name, path, media, package, licence))
         else:
             missing.append(f"{package}:{file}")
     return found
@@ -131,7 +131,8 @@ def opencv_doc_sources(
         missing.append(f"opencv-doc:{folder} (install the Debian package opencv-doc to add its media)")
         return []
     found = []
-    for file, kind in [(f, "video") for f in _OPENCV_DOC_VIDEOS] + [(f, "image") for f in _OPENCV_DOC_STILLS]:
+    media_files = [(f, "video") for f in _OPENCV_DOC_VIDEOS] + [(f, "image") for f in _OPENCV_DOC_STILLS]
+    for file, media in media_files:
         plain, packed = folder / file, folder / f"{file}.gz"
         if plain.is_file():
             path = plain
@@ -143,5 +144,5 @@ def opencv_doc_sources(
         else:
             missing.append(f"opencv-doc:{file}")
             continue
-        found.append(MediaSource(f"opencv_{Path(file).stem}", path, kind, "opencv-doc", _OPENCV_LICENCE))
+        found.append(MediaSource(f"opencv_{Path(file).stem}", path, media, "opencv-doc", _OPENCV_LICENCE))
     return found
