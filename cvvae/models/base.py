@@ -188,7 +188,7 @@ class CVVAEBase(ModelMixin, AutoencoderMixin, ConfigMixin):
                 f"unknown released variant {variant!r} for {cls.__name__}; choose {choices}"
                 f"{cls._other_variants}"
             )
-        path = resources.files("cvvae.models").joinpath("configs", cls._released_configs[variant])
+        path = resources.files("cvvae.models").joinpath(f"configs/{cls._released_configs[variant]}")
         return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
 
     @classmethod
