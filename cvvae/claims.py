@@ -441,7 +441,7 @@ def evaluate_generative(results_dir: Path, comparison: Comparison) -> Result:
     if not all(math.isfinite(v) for v in (mean, low, high)):
         return Result(comparison=c, verdict=NOT_AVAILABLE, why=f"no FID in {path.name}: {row.get('note')}")
     margin = GENERATIVE_MARGIN * float(reference["fid"])
-    common = dict(comparison=c, mean=mean, ci=(low, high), clips=int(row["samples"]))
+    common = dict(comparison=c, mean=mean, ci=(low, high), seed_means=(mean,), clips=int(row["samples"]))
     text = (f"delta FID {mean:+.2f} [95% CI {low:+.2f}, {high:+.2f}], margin +{margin:.2f} "
             f"({GENERATIVE_MARGIN:.0%} of {c.b}'s FID {float(reference['fid']):.2f})")  # fmt: skip
     if high < margin:
