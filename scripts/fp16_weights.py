@@ -40,8 +40,7 @@ def round_folder(folder: Path, shards: Path) -> list[Path]:
             current, size = {}, 0
         current[key], size = value.contiguous(), size + nbytes
     written.append(_write_shard(shards, len(written), current))
-    for name in ("config.json",):
-        shutil.copy2(folder / name, shards / name)
+    shutil.copy2(folder / "config.json", shards / "config.json")
     digest = tensors_digest(rounded)
     dtypes = {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()}
     index = {"shards": [p.name for p in written], "sha256": digest, "dtypes": dtypes}
