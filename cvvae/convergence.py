@@ -9,7 +9,9 @@ A run counts as converged when its log
   video models, 0.1 dB for the image VAE).
 
 A reconstruction claim about a model that has not converged describes a training recipe, not the method, so
-``cvvae.claims`` gives it no verdict, only the reason.
+``cvvae.claims`` gives it no verdict, only the reason. ``cvvae.claims`` also asks that the run beat its
+starting point on the claim's evaluation (a paired, source-clustered interval of PSNR against the inflated
+model), which one validation log cannot show.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cvvae import claims, tables
+from cvvae import claims, convergence, tables, training_curves
 from cvvae.profile import load_profile
 from cvvae.staging import staged_results
 
@@ -141,6 +141,31 @@ def claims_section(results: Path, out: Path | None = None, profile: dict | None 
     ]
 
 
+def convergence_section(results: Path, out: Path | None = None) -> list[str]:
+    """Every run's convergence status with the figure and table of its validation PSNR over steps (drawn
+    again by ``cvvae.training_curves`` into ``out``) as README lines."""
+    curves = training_curves.write_training_curves(results, out)
+    lines = ["## Convergence", ""]
+    if not curves.statuses:
+        return lines + [curves.message, ""]
+    lines += [
+        f"Validation PSNR of every training run over its steps (step 0: its starting point). A run has "
+        f"converged when it ends above its start and gained at most {convergence.TOLERANCE_DB} dB "
+        f"({convergence.IMAGE_VAE_TOLERANCE_DB} dB for the image VAE) over its last "
+        f"{convergence.LAST_FRACTION:.0%} of steps (`cvvae.convergence`).",
+        "",
+        *[f"- {status.describe()}" for status in curves.statuses],
+        "",
+    ]
+    if curves.table is not None:
+        lines += [f"Numbers: [csv](tables/{training_curves.TABLE_NAME}).", ""]
+    if curves.figure is not None:
+        lines += [f"![validation PSNR over steps](figures/{training_curves.FIGURE_NAME})", ""]
+    else:
+        lines += [curves.message, ""]
+    return lines
+
+
 NOTES_FILE = "NOTES.md"
 
 
@@ -177,6 +202,7 @@ def build_report(config_path: Path, results: Path, out: Path | None = None) -> s
         "",
         *claims_section(results, out, profile),
         *notes_section(results),
+        *convergence_section(results, out),
     ]
     by_section: dict[str, list[Path]] = {}
     for md in sorted((results / "tables").glob("*.md")):
@@ -185,6 +211,8 @@ def build_report(config_path: Path, results: Path, out: Path | None = None) -> s
         by_section.setdefault(_section_of(md.stem), []).append(md)
     figures: dict[str, list[Path]] = {}
     for png in sorted((results / "figures").glob("*.png")):
+        if png.name == training_curves.FIGURE_NAME:  # shown under Convergence
+            continue
         figures.setdefault(_section_of(png.stem), []).append(png)
     for key in [*SECTIONS, *sorted(set(by_section) - set(SECTIONS))]:
         if key not in by_section and key not in figures:

@@ -80,13 +80,13 @@ def test_inconclusive_when_the_ci_contains_zero(tmp_path: Path) -> None:
 
 
 def test_inconclusive_with_too_few_clips_even_if_all_agree(tmp_path: Path) -> None:
-    n = claims.MIN_CLIPS - 1
+    n = claims.MIN_SOURCES - 1
     b = base_psnr()[:n]
     write_clips(tmp_path, "video", "b", psnr=b)
     write_clips(tmp_path, "video", "a", psnr=b + 1.0 + noise(0)[:n])
     row = verdict_row(tmp_path)
     assert row["verdict"] == claims.INCONCLUSIVE
-    assert f"{n} clips: too few" in row["why"]
+    assert f"{n} clips (source unknown: one cluster per clip): too few independent sources" in row["why"]
 
 
 def test_inconclusive_when_seeds_disagree_and_seeds_are_paired(tmp_path: Path) -> None:
@@ -298,7 +298,8 @@ def test_a_run_below_its_starting_point_makes_the_claim_not_testable(tmp_path: P
     )
     rows = claims.claims_table(tmp_path, [reconstruction, compatibility], training)
     assert rows.iloc[0]["verdict"] == claims.NOT_TESTABLE
-    assert "cvvae does not beat its starting point on video: cvvae - inflated" in rows.iloc[0]["why"]
+    why = rows.iloc[0]["why"]
+    assert "cvvae has not beaten its starting point: cvvae - inflated, video psnr: -2.00" in why
     assert rows.iloc[1]["verdict"] == claims.REPRODUCED  # judged at any stage of training
 
 
