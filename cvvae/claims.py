@@ -28,6 +28,7 @@ comparison is, not reproduced when any comparison is, and inconclusive otherwise
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
@@ -282,7 +283,6 @@ def default_claims() -> list[Claim]:
             evidence=f"Table 2: SD2.1's samples decoded by CV-VAE, FID {fid_cv:g} vs {fid_2d:g} with its own "
             "decoder (COCO2017 val, no fine-tuning)",
             comparisons=(Comparison("dec", "image_vae", "fid", GENERATIVE, "<"),),
-            needs_converged=False,
             note="samples of a small latent diffusion model on the frozen image VAE, decoded by the image "
             "VAE and by the `dec` run in image mode (docs/generative.md); the paired interval resamples "
             "samples",
@@ -777,6 +777,44 @@ def _start_check(results_dir: Path, model: str, start: str | None, protocol: str
     return None, text
 
 
+def current_run_identity(results_dir: Path, run: str) -> str | None:
+    """Digest of the run's identity: the run folder's when present, else the committed copy in runs_meta/."""
+    from cvvae.ldm.decode import RUN_IDENTITY, run_identity_digest
+
+    for folder in ("runs", "runs_meta"):
+        if (Path(results_dir) / folder / run / RUN_IDENTITY).is_file():
+            return run_identity_digest(Path(results_dir) / folder / run)
+    return None
+
+
+def decoded_by_another_run(results_dir: Path, decoder: str, run: str) -> str | None:
+    """Why the generative samples of ``decoder`` cannot be paired with the current run ``run``, or None.
+
+    A CV-VAE run retrained with a changed recipe keeps its name; its decoded images (``generative/decoded/
+    <decoder>.json``, ``cvvae.ldm.decode``) record the run identity they were decoded with. The image VAE is
+    tied to the latents by its weights' digest in their sampling record, so it is not checked here."""
+    if run == "image_vae":
+        return None
+    record_path = Path(results_dir) / GENERATIVE / "decoded" / f"{decoder}.json"
+    if not record_path.is_file():
+        return f"{decoder}: no decoded/{decoder}.json, so which run decoded the samples is unknown"
+    record = json.loads(record_path.read_text())
+    current = current_run_identity(results_dir, run)
+    if "decoder_run_identity" not in record:
+        return (
+            f"{decoder}: the samples were decoded before decoders recorded their run identity, so they may "
+            f"come from an earlier run of {run}; decode them again (python -m cvvae.ldm decode)"
+        )
+    if record["decoder_run_identity"] is None or current is None:
+        return f"{decoder}: the run identity of {run} is unknown, so the decoded samples cannot be tied to it"
+    if record["decoder_run_identity"] != current:
+        return (
+            f"{decoder}: the samples were decoded by an earlier run of {run} (its run identity differs from "
+            "the current run's); decode them again (python -m cvvae.ldm decode)"
+        )
+    return None
+
+
 def training_gate(results_dir: Path, claim: Claim, training: Training) -> tuple[list[str], list[str]]:
     """(reasons the claim is not testable, status line of each trained run it reads).
 
@@ -795,8 +833,12 @@ def training_gate(results_dir: Path, claim: Claim, training: Training) -> tuple[
         statuses.append(status.describe())
         if not status.converged:
             reasons.append(f"{model} ({run}) has not converged: {status.reason}")
-        if protocol == GENERATIVE or model not in training.starts:
-            continue  # decoders of a sample set are named by run; the image VAE has no evaluated start
+        if protocol == GENERATIVE:
+            if reason := decoded_by_another_run(results_dir, model, run):
+                reasons.append(reason)
+            continue  # decoders of a sample set are named by run; their start has no generative evaluation
+        if model not in training.starts:
+            continue  # the image VAE has no evaluated start
         reason, measured = _start_check(results_dir, model, training.starts[model], protocol)
         if measured:
             statuses.append(f"vs start: {measured}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -349,3 +350,50 @@ def test_generative_claim_without_a_table_is_na_and_names_the_step(tmp_path: Pat
     assert result.verdict == claims.NOT_AVAILABLE and "cvvae.ldm score" in result.why
     row = claims.claims_table(tmp_path).set_index("claim").filter(like="generative_compatibility", axis=0)
     assert list(row["verdict"]) == [claims.NOT_AVAILABLE]
+
+
+def _converged_log(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"step": [0, 400, 800, 1000], "psnr_video": [20.0, 21.0, 21.4, 21.45]}).to_csv(
+        folder / "val_metrics.csv", index=False
+    )
+
+
+def _generative_claim_row(results: Path, recorded: str | None | bool) -> pd.Series:
+    """The generative claim with converged dec and image_vae runs whose dec images recorded ``recorded``
+    as their run identity (True: the current run's; False: no field at all)."""
+    from cvvae.ldm.decode import run_identity_digest
+
+    _generative_table(results, {"image_vae": (40.0, 0.0, 0.0, 0.0), "dec": (40.5, 0.5, 0.1, 0.9)})
+    for run in ("dec", "image_vae"):
+        _converged_log(results / "runs_meta" / run)
+    (results / "runs_meta" / "dec" / "run_identity.json").write_text(json.dumps({"train": {"lr": 4e-5}}))
+    record: dict = {"decoder": "dec", "spec": "cvvae_image:{runs}/dec/final"}
+    if recorded is True:
+        record["decoder_run_identity"] = run_identity_digest(results / "runs_meta" / "dec")
+    elif recorded is not False:
+        record["decoder_run_identity"] = recorded
+    (results / "generative" / "decoded").mkdir(parents=True)
+    (results / "generative" / "decoded" / "dec.json").write_text(json.dumps(record))
+    training = claims.Training(runs={"image_vae": "image_vae"}, starts={})
+    table = claims.claims_table(results, training=training).set_index("claim")
+    return table.filter(like="generative_compatibility", axis=0).iloc[0]
+
+
+def test_generative_claim_gets_a_verdict_when_the_current_run_decoded_the_samples(tmp_path: Path) -> None:
+    row = _generative_claim_row(tmp_path, recorded=True)
+    assert row["verdict"] == claims.REPRODUCED, row["why"]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "why"),
+    [
+        ("0" * 64, "decoded by an earlier run of dec"),  # the recipe of `dec` changed since
+        (False, "before decoders recorded their run identity"),
+        (None, "run identity of dec is unknown"),
+    ],
+)
+def test_generative_claim_is_not_testable_with_images_of_another_run(tmp_path: Path, recorded, why) -> None:
+    row = _generative_claim_row(tmp_path, recorded=recorded)
+    assert row["verdict"] == claims.NOT_TESTABLE
+    assert why in row["why"] and "measured anyway: reproduced" in row["why"]

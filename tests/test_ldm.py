@@ -204,6 +204,8 @@ def test_end_to_end_train_sample_decode_score_and_the_notebook(image_vae_dir, da
     # The same image VAE again, through the command line: an identical decoder.
     assert ldm_main(["decode", *common, "--decoder", f"image_vae_copy=image_vae:{image_vae_dir}"]) == 0
     assert torch.equal(read_pngs(out / "decoded" / "inflated"), images)  # the PNGs hold the decoded bytes
+    # Weights from outside the profile's runs have no run identity to record.
+    assert json.loads((out / "decoded" / "image_vae_copy.json").read_text())["decoder_run_identity"] is None
     grid = Image.open(out / GRIDS / "inflated.png")
     assert grid.size == (4 * 32, 32)
     assert ldm_main(["reference", *common]) == 0
@@ -248,3 +250,15 @@ def _run_notebook(tmp_path: Path, config: Path, generative: Path) -> None:
         assert expected in text
     assert (results / "tables" / "06_generative_compatibility.csv").is_file()
     assert (results / "figures" / "06_generative_compatibility_grid.png").is_file()
+
+
+def test_run_identity_digest_follows_the_runs_identity_file(tmp_path: Path) -> None:
+    from cvvae.ldm.decode import run_identity_digest
+
+    assert run_identity_digest(tmp_path) is None  # not a training run
+    (tmp_path / "run_identity.json").write_text(json.dumps({"train": {"lr": 1e-4}, "seed": 0}))
+    first = run_identity_digest(tmp_path)
+    (tmp_path / "run_identity.json").write_text(json.dumps({"seed": 0, "train": {"lr": 1e-4}}, indent=2))
+    assert run_identity_digest(tmp_path) == first  # the settings, not their formatting
+    (tmp_path / "run_identity.json").write_text(json.dumps({"train": {"lr": 4e-5}, "seed": 0}))
+    assert run_identity_digest(tmp_path) != first

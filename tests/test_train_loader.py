@@ -161,3 +161,19 @@ def test_real_data_run_with_loader_threads_resumes_exactly_and_logs_step_zero(me
     val = rows(tmp_path / "split", "val_metrics.csv")
     assert [r["step"] for r in val] == ["0", "4"]  # step 0 once, although the run was split
     assert val == rows(tmp_path / "full", "val_metrics.csv")
+
+
+def test_validation_clips_take_frames_val_stride_apart(media: Path) -> None:
+    from cvvae.train.config import DataConfig
+    from cvvae.train.sampling import validation_clips
+
+    data = DataConfig(root=str(media))
+    every = validation_clips(TrainConfig(val_clips=1, val_num_frames=9, val_resolution=16), data, 0)
+    strided_config = TrainConfig(val_clips=1, val_num_frames=5, val_stride=2, val_resolution=16)
+    strided = validation_clips(strided_config, data, 0)
+    assert every.shape[2] == 9 and strided.shape[2] == 5
+    # Both clips span 9 frames from the same start: the strided one is every other frame of the other.
+    assert torch.equal(every[0, :, ::2], strided[0])
+    assert not torch.equal(every[0, :, :5], strided[0])
+    with pytest.raises(ValueError, match="val_stride"):
+        TrainConfig(val_stride=0)

@@ -4,7 +4,9 @@ Layout of a generative folder (``results/<profile>/generative/``)::
 
     latents.safetensors        the sampled latents (cvvae.ldm.sample)
     decoded/<decoder>/         000000.png ... one PNG per latent, in the latents' order
-    decoded/<decoder>.json     the decoder's spec and the latents it decoded
+    decoded/<decoder>.json     the decoder's spec, the latents it decoded and the run identity of the
+                               training run it came from (so a later run of that name is not paired
+                               with these images)
     reference/                 held-out images (centre crops) the FID is measured against
     grids/<decoder>.png        the first samples side by side (the same latents for every decoder)
     metrics.csv                FID/KID/PSNR per decoder (cvvae.ldm.score)
@@ -26,6 +28,18 @@ from cvvae.ldm.data import to_uint8
 DECODED = "decoded"
 REFERENCE = "reference"
 GRIDS = "grids"
+RUN_IDENTITY = "run_identity.json"  # written by every training run (cvvae.train.run_identity)
+
+
+def run_identity_digest(run_dir: str | Path) -> str | None:
+    """Digest of a training run's identity (its config, data and init), or None for a folder that is not a
+    training run (released weights, a restored image VAE)."""
+    from cvvae.fingerprint import mapping_digest
+
+    path = Path(run_dir) / RUN_IDENTITY
+    if not path.is_file():
+        return None
+    return mapping_digest(json.loads(path.read_text()))
 
 
 def decode_latents(latents: Tensor, decoder: Any, batch_size: int = 32) -> Tensor:
@@ -77,9 +91,11 @@ def decode_to_folder(
     spec: str | None = None,
     grid_samples: int = 8,
     batch_size: int = 32,
+    run_identity: str | None = None,
 ) -> Tensor:
     """Decode ``latents_file`` (default: ``out_dir/latents.safetensors``) with ``decoder`` into
-    ``out_dir/decoded/<name>/`` and ``out_dir/grids/<name>.png``; returns the uint8 images."""
+    ``out_dir/decoded/<name>/`` and ``out_dir/grids/<name>.png``; returns the uint8 images.
+    ``run_identity`` (:func:`run_identity_digest` of the decoder's training run) is recorded with them."""
     from cvvae.fingerprint import file_digest
     from cvvae.ldm.sample import load_latents
 
@@ -90,7 +106,8 @@ def decode_to_folder(
     write_pngs(images, out_dir / DECODED / name)
     write_grid(images, out_dir / GRIDS / f"{name}.png", grid_samples)
     record = {"decoder": name, "spec": spec, "latents": str(latents_file), "samples": len(images),
-              "latents_sha256": file_digest(latents_file), "sampling": metadata}  # fmt: skip
+              "latents_sha256": file_digest(latents_file), "sampling": metadata,
+              "decoder_run_identity": run_identity}  # fmt: skip
     (out_dir / DECODED / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     return images
 

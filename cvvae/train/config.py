@@ -256,6 +256,9 @@ class TrainConfig(LoopConfig, OptimizerConfig):
     """Validation clips (from the val split)."""
     val_num_frames: int = 9
     """Frames of each validation clip (1 + 4k)."""
+    val_stride: int = 1
+    """Frame stride of validation clips; the video protocol's stride makes validation measure the motion
+    that the evaluation measures."""
     val_resolution: int = 64
     """Centre-crop size of validation clips."""
 
@@ -264,6 +267,8 @@ class TrainConfig(LoopConfig, OptimizerConfig):
             raise ValueError(f"train.steps must be >= 1, got {self.steps}")
         if self.num_workers < 0 or self.prefetch_batches < 1:
             raise ValueError("train.num_workers must be >= 0 and train.prefetch_batches >= 1")
+        if self.val_stride < 1:
+            raise ValueError(f"train.val_stride must be >= 1, got {self.val_stride}")
         if len(self.betas) != 2:
             raise ValueError(f"train.betas must be two numbers, got {self.betas}")
         if not self.mixture:

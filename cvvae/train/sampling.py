@@ -77,8 +77,8 @@ def build_sampler(config: TrainConfig, data: DataConfig, seed: int) -> Any:
 
 
 def validation_clips(config: TrainConfig, data: DataConfig, seed: int) -> Tensor | None:
-    """The first ``config.val_clips`` centre-cropped clips of the val split (images for the image VAE), or
-    seeded synthetic ones; None when the split has none."""
+    """The first ``config.val_clips`` centre-cropped clips of the val split with frames ``config.val_stride``
+    apart (images for the image VAE), or seeded synthetic ones; None when the split has none."""
     if config.synthetic_data:
         source = config.mixture[-1]
         frames = config.val_num_frames if config.kind != "image_vae" else 1
@@ -95,8 +95,8 @@ def validation_clips(config: TrainConfig, data: DataConfig, seed: int) -> Tensor
             )
         else:
             dataset = VideoClipDataset.from_manifest(
-                manifest, data.val_split, config.val_num_frames, 1, config.val_resolution, "center", seed,
-                "skip",
+                manifest, data.val_split, config.val_num_frames, config.val_stride, config.val_resolution,
+                "center", seed, "skip",
             )  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         print(f"validation skipped: {err}")
