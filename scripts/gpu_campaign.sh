@@ -121,6 +121,7 @@ if [ -n "$ldm_pid" ] && wait "$ldm_pid"; then
   note "LDM trained: $(tail -1 $GEN/ldm/metrics.csv 2>/dev/null)"
   timed ldm_sample python3 -m cvvae.ldm sample --config $CONFIG --out $GEN --model $GEN/ldm/final &&
     timed ldm_decode python3 -m cvvae.ldm decode --config $CONFIG --out $GEN &&
+    { timed ldm_video python3 -m cvvae.ldm video --config $CONFIG --out $GEN || true; } &&  # may fail alone
     timed ldm_reference python3 -m cvvae.ldm reference --config $CONFIG --out $GEN
   note "LDM decoded; waiting for the FID network"
   wait_for "$WORK/assets/fid.ok"

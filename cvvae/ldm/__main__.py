@@ -5,12 +5,15 @@ sample     N latents of the trained model (``ldm.sample``) -> OUT/latents.safete
 decode     those latents through each of ``ldm.decoders`` (or --decoder NAME=SPEC) -> OUT/decoded/, grids/
 reference  held-out images (``ldm.score.reference_*``) -> OUT/reference/
 score      FID/KID/PSNR of every decoded folder -> OUT/metrics.csv
+video      consecutive samples as one latent video through each of ``ldm.video.decoders`` (paper Fig. 6)
+           -> OUT/video/
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cvvae.ldm import cli as train_cli
 
@@ -34,6 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--decoder", action="append", default=[], metavar="NAME=SPEC",
                         help="decoder instead of ldm.decoders (repeatable)")  # fmt: skip
     decode.add_argument(
+        "--runs", default=None, help="what {runs} stands for (default: results/<profile>/runs)"
+    )
+    video = sub.add_parser("video", help="consecutive samples decoded as one CV-VAE latent video")
+    _profile_args(video)
+    video.add_argument("--decoder", action="append", default=[], metavar="NAME=SPEC",
+                       help="video-mode decoder instead of ldm.video.decoders (repeatable)")  # fmt: skip
+    video.add_argument("--image-vae", default=None, metavar="SPEC",
+                       help="image VAE to compare with (default: ldm.video.image_vae)")  # fmt: skip
+    video.add_argument(
         "--runs", default=None, help="what {runs} stands for (default: results/<profile>/runs)"
     )
     reference = sub.add_parser("reference", help="write the held-out reference images")
@@ -68,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(sample_to_file(args.model, f"{args.out}/latents.safetensors", section.sample, device))
     elif args.step == "decode":
-        from cvvae.ldm.decode import decode_to_folder, decoder_from_spec
+        from cvvae.ldm.decode import decode_to_folder, decoder_from_spec, run_identity_digest
+        from cvvae.profile import spec_run
 
         specs = dict(item.split("=", 1) for item in args.decoder) if args.decoder else section.decoders
         if not specs:
@@ -76,10 +89,26 @@ def main(argv: list[str] | None = None) -> int:
         runs = args.runs or f"results/{profile['profile']}/runs"
         for name, spec in specs.items():
             decoder = decoder_from_spec(spec, runs, device)
+            run = spec_run(spec)
+            identity = run_identity_digest(Path(runs) / run) if run else None
             images = decode_to_folder(
-                args.out, name, decoder, spec=spec, grid_samples=section.score.grid_samples
+                args.out,
+                name,
+                decoder,
+                spec=spec,
+                grid_samples=section.score.grid_samples,
+                run_identity=identity,
             )
             print(f"{name}: {len(images)} images")
+    elif args.step == "video":
+        from cvvae.ldm.video import default_image_vae_spec, run_video_step
+
+        config = section.video
+        specs = dict(item.split("=", 1) for item in args.decoder) if args.decoder else config.decoders
+        image_vae = args.image_vae or config.image_vae or default_image_vae_spec(section)
+        runs = args.runs or f"results/{profile['profile']}/runs"
+        summary = run_video_step(args.out, specs, runs, config, image_vae, device)
+        print(summary.drop(columns=["decoder_run_identity"]).to_string(index=False))
     elif args.step == "reference":
         from cvvae.ldm.data import centre_crops
         from cvvae.ldm.decode import write_reference

@@ -12,6 +12,7 @@
       decoders:                                           # name -> autoencoder spec (cvvae.models.zoo)
         image_vae: "image_vae:{runs}/image_vae/final"
         cvvae_dec: "cvvae_image:{runs}/dec/final"
+      video: {videos: 16, decoders: {dec: "cvvae:{runs}/dec/final"}}   # LDMVideoConfig (cvvae.ldm.video)
 
 Unknown keys raise ``ValueError`` naming the valid ones (``from_dict`` of ``cvvae.train.config``); ``--set``
 overrides address keys from the profile root (``ldm.train.steps=10``). ``{runs}`` in a decoder spec stands for
@@ -162,6 +163,32 @@ class LDMScoreConfig:
             raise ValueError("ldm.score: bootstrap >= 0, kid_subsets >= 1, kid_subset_size >= 2, grid >= 1")
 
 
+def default_video_decoders() -> dict[str, str]:
+    return {"dec": "cvvae:{runs}/dec/final"}
+
+
+@dataclass
+class LDMVideoConfig:
+    """Consecutive, independent image samples decoded as one CV-VAE latent video (paper Fig. 6)."""
+
+    videos: int = 16
+    """Latent videos, made of the first ``videos * latent_frames`` sampled latents (fewer if fewer fit)."""
+    latent_frames: int = 4
+    """Latents per video: ``t`` latent frames decode to ``1 + 4 (t - 1)`` frames (4 -> 13)."""
+    strips: int = 4
+    """Videos per decoder written as PNG strips."""
+    decoders: dict[str, str] = field(default_factory=default_video_decoders)
+    """Name -> video-mode autoencoder spec (kinds: ``cvvae``, ``uniform_sampling``); ``{runs}`` as in
+    ``decoders``."""
+    image_vae: str | None = None
+    """Spec of the image VAE whose per-latent images the videos are compared with; null:
+    ``image_vae:<image_vae_path>`` (with ``image_vae_subfolder``)."""
+
+    def __post_init__(self) -> None:
+        if self.videos < 1 or self.latent_frames < 2 or self.strips < 0:
+            raise ValueError("ldm.video: videos >= 1, latent_frames >= 2 and strips >= 0")
+
+
 def default_unet() -> dict[str, Any]:
     return {
         "block_out_channels": [64, 128, 256],
@@ -192,6 +219,8 @@ class LDMSection:
     """Name -> autoencoder spec (``kind:path?options``, see ``cvvae.models.zoo``) of each decoder of the
     sampled latents; ``{runs}`` stands for ``results/<profile>/runs``. Image-mode kinds: ``image_vae``,
     ``cvvae_image``."""
+    video: LDMVideoConfig = field(default_factory=LDMVideoConfig)
+    """The video step (``python -m cvvae.ldm video``)."""
 
 
 @dataclass
@@ -269,8 +298,22 @@ def ldm_section_errors(profile: Mapping[str, Any]) -> list[str]:
                 f"ldm.decoders.{name}: kind {parsed['kind']!r} does not decode one latent image; use one of "
                 f"{', '.join(IMAGE_MODE_KINDS)}"
             )
+    for name, spec in section.video.decoders.items():
+        try:
+            kind = parse_spec(spec.replace("{runs}", "runs"))["kind"]
+        except ValueError as exc:
+            errors.append(f"ldm.video.decoders.{name}: {exc}")
+            continue
+        if kind not in VIDEO_MODE_KINDS:
+            errors.append(
+                f"ldm.video.decoders.{name}: kind {kind!r} does not decode a latent video of image latents; "
+                f"use one of {', '.join(VIDEO_MODE_KINDS)}"
+            )
     return errors
 
 
 # Autoencoder kinds that decode each latent frame on its own (the image-LDM's latents are single frames).
 IMAGE_MODE_KINDS = ("image_vae", "cvvae_image")
+# Kinds that decode image-VAE latents as a video (1 + 4k frames from 1 + k latent frames): CV-VAE, and the
+# image VAE with interpolated in-between frames (the paper's uniform-sampling baseline).
+VIDEO_MODE_KINDS = ("cvvae", "uniform_sampling")
