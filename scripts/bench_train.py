@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for model in args.models:
         for recipe in args.recipes:
-            # "current+KEY=VALUE" measures the current recipe with one more override (e.g. channels_last).
-            base, _, override = recipe.partition("+")
+            # "current+KEY=VALUE[+KEY=VALUE...]" measures the current recipe with more overrides (e.g.
+            # channels_last); a value cannot hold a "+".
+            base, *overrides = recipe.split("+")
             folder = args.baseline if base == "baseline" else ROOT
             if folder is None:
                 parser.error("--baseline is needed for the baseline recipe")
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--config", str(folder / "config" / "gpu.yaml"),
                 "--out", str(args.out), "--warmup", str(args.warmup), "--steps", str(args.steps),
                 *(["--data", str(args.data)] if args.data else []),
-                *[f"--set={e}" for e in args.extra + ([override] if override else [])],
+                *[f"--set={e}" for e in args.extra + overrides],
             ]  # fmt: skip
             failures += subprocess.run(command, env=env, check=False).returncode != 0
     return 1 if failures else 0

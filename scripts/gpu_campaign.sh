@@ -146,6 +146,8 @@ if [ "${BENCH:-1}" = 1 ] && [ -d "$WORK/baseline/cvvae" ]; then
   timed bench_image_b64 "${bench[@]}" --models image_vae --recipes current --set train.batch_size=64
   timed bench_cvvae_x2 "${bench[@]}" --models cvvae_dec --recipes current --set "train.mixture=$(echo $doubled)"
   timed bench_image_compile "${bench[@]}" --models image_vae --recipes current+train.compile=true
+  # CUDA graphs: the CV-VAE step is bound by kernel launches (results/gpu/NOTES.md).
+  timed bench_graphs "${bench[@]}" --recipes current+train.compile=true+train.compile_mode=reduce-overhead
   note "throughput measured"
 fi
 note "all done"

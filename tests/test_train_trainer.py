@@ -347,3 +347,13 @@ def test_experiment_trackers_receive_the_logged_rows_and_the_config(tmp_path) ->
     train_image_vae(run, tmp_path, report_to=[recorder])
     assert [step for step, _ in recorder.rows] == [0, 1, 2] and all("loss" in row for _, row in recorder.rows)
     assert recorder.config["train.steps"] == 3 and recorder.config["seed"] == 0
+
+
+def test_compile_settings_are_bookkeeping_and_the_mode_is_checked(image_vae_dir) -> None:
+    from cvvae.train.run_identity import run_identity
+
+    eager = run_identity(_run_config(image_vae_dir))
+    graphs = ["cvvae.train.compile=true", "cvvae.train.compile_mode=reduce-overhead"]
+    assert run_identity(_run_config(image_vae_dir, extra=graphs)) == eager  # same weights, same run
+    with pytest.raises(ValueError, match="reduce-overhead"):
+        _run_config(image_vae_dir, extra=["cvvae.train.compile_mode=fast"])

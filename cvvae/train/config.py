@@ -189,6 +189,9 @@ class OptimizerConfig:
     """``torch.compile`` the encoder, decoder, discriminator and LPIPS network in place on CUDA (state-dict
     names unchanged; ignored on CPU). Each input shape compiles once, so a mixture of four shapes pays four
     compilations (about a minute each) before it runs faster."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    """``torch.compile`` mode with ``compile``: ``reduce-overhead`` replays each shape's kernels as CUDA
+    graphs, the lever for a step bound by kernel launches (small models at small batches)."""
 
 
 @dataclass

@@ -21,7 +21,7 @@ IDENTITY_FILE = "run_identity.json"
 # TrainConfig keys that change neither the weights nor the logged metrics.
 BOOKKEEPING_KEYS = (
     "log_every", "ckpt_every", "keep_ckpts", "num_workers", "prefetch_batches", "cache_decoded",
-    "val_at_start", "compile",
+    "val_at_start", "compile", "compile_mode",
 )  # fmt: skip
 # What a run folder holds besides the identity; removed when a run starts afresh.
 RUN_CONTENTS = (

@@ -118,7 +118,9 @@ class Trainer:
         if config.compile and acc.device.type == "cuda":
             vae = self.model.vae
             parts = [getattr(vae, "encoder", None), getattr(vae, "decoder", None)]
-            compile_in_place(*parts, self.discriminator, self.objective.rec.perceptual)
+            compile_in_place(
+                *parts, self.discriminator, self.objective.rec.perceptual, mode=config.compile_mode
+            )
         self.opt_g = build_adamw(
             config, self.model.named_parameters(), self.objective.trainable_parameters(), config.lr
         )
