@@ -6,8 +6,10 @@
 # Run from an unpacked checkout under /tmp (the device lays its working tree anew around each call):
 #   WORK=/tmp/c RUNS="none enc dec both" setsid nohup bash scripts/gpu_campaign.sh > /tmp/c/campaign.log 2>&1 &
 # IMAGE_VAE_SHARDS=DIR restores the image VAE an earlier hold shipped (scripts/fp16_weights.py) instead of
-# training it; LDM=0 skips the latent diffusion model; BENCH=0 the throughput measurement. Stop a run with
-# `pkill -f "^/.*python3 -m cvvae.cli train .*--variant NAME "` (a pattern that the calling shell's own
+# training it; LDM=0 skips the latent diffusion model; BENCH=0 the throughput measurement; SETUP=0 skips the
+# data, image VAE and inflation steps, for a second call that trains more runs beside a first one, e.g.
+#   SETUP=0 RUNS="none_seed1 enc_seed1" LDM=0 BENCH=0 bash scripts/gpu_campaign.sh
+# Stop a run with `pkill -f "^/.*python3 -m cvvae.cli train .*--variant NAME "` (a pattern that the calling shell's own
 # command line does not match).
 # The feature files (generative/features/*.safetensors, 16 MB each) come back one by one with
 # `cp results/gpu/generative/features/NAME.safetensors $OUT/` from the checkout there.
@@ -53,24 +55,29 @@ timed() {  # timed NAME command...: log to $LOGS/NAME.log, wall time to benchmar
 
 note "start $(git rev-parse --short HEAD 2>/dev/null || cat REVISION 2>/dev/null); runs: $RUNS"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$WORK/progress.log"
-timed data "${CV[@]}" data embedded --config $CONFIG --out data/embedded/gpu || exit 1
-note "data done; waiting for the LPIPS weights"
-wait_for "$WORK/assets/lpips.ok"
+if [ "${SETUP:-1}" = 1 ]; then
+  timed data "${CV[@]}" data embedded --config $CONFIG --out data/embedded/gpu || exit 1
+  note "data done; waiting for the LPIPS weights"
+  wait_for "$WORK/assets/lpips.ok"
 
-if [ -n "${IMAGE_VAE_SHARDS:-}" ]; then  # a later hold: the image VAE an earlier hold trained and shipped
-  python3 scripts/fp16_weights.py restore "$IMAGE_VAE_SHARDS" --out $RUN_ROOT/image_vae/final || exit 1
-  note "image VAE restored from $IMAGE_VAE_SHARDS"
-else
-  timed image_vae "${CV[@]}" train-image-vae --config $CONFIG --out $RUN_ROOT/image_vae --if-changed restart || exit 1
-  note "image VAE: $(tail -1 $RUN_ROOT/image_vae/val_metrics.csv)"
-  # Every later run, here and in later holds, reads the fp16-rounded weights: the same bits travel both ways.
-  python3 scripts/fp16_weights.py round $RUN_ROOT/image_vae/final --shards "$WORK/ship" || exit 1
+  if [ -n "${IMAGE_VAE_SHARDS:-}" ]; then  # a later hold: the image VAE an earlier hold trained and shipped
+    python3 scripts/fp16_weights.py restore "$IMAGE_VAE_SHARDS" --out $RUN_ROOT/image_vae/final || exit 1
+    note "image VAE restored from $IMAGE_VAE_SHARDS"
+  else
+    timed image_vae "${CV[@]}" train-image-vae --config $CONFIG --out $RUN_ROOT/image_vae --if-changed restart || exit 1
+    note "image VAE: $(tail -1 $RUN_ROOT/image_vae/val_metrics.csv)"
+    # Every later run, here and in later holds, reads the fp16-rounded weights: the same bits travel both ways.
+    python3 scripts/fp16_weights.py round $RUN_ROOT/image_vae/final --shards "$WORK/ship" || exit 1
+  fi
+  timed inflate "${CV[@]}" inflate --image-vae $RUN_ROOT/image_vae/final --out $RUN_ROOT/inflated/final \
+    --set 'temporal_attention_init="zero"' || exit 1
+else  # a second call in the same hold: data, image VAE and inflated model are already in $WORK
+  note "setup skipped (SETUP=0): data, image VAE and inflated model of an earlier call"
 fi
-timed inflate "${CV[@]}" inflate --image-vae $RUN_ROOT/image_vae/final --out $RUN_ROOT/inflated/final \
-  --set 'temporal_attention_init="zero"' || exit 1
-note "inflated; training: $RUNS + ldm"
+note "training: $RUNS$([ "${LDM:-1}" = 1 ] && echo " + ldm")"
 
-nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 1000 > "$LOGS/gpu_util.csv" &
+util_log=$LOGS/gpu_util$([ "${SETUP:-1}" = 1 ] || echo _more).csv  # a second call keeps the first's
+nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 1000 > "$util_log" &
 util_pid=$!
 pids=()
 for run in $RUNS; do
