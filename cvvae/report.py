@@ -54,11 +54,27 @@ def copy_run_meta(results: Path, out: Path | None = None) -> list[str]:
         files = [run / name for name in RUN_META_FILES if (run / name).is_file()]
         if not files:
             continue
+        _warn_if_another_run(run, dest)
         dest.mkdir(parents=True, exist_ok=True)
         for src in files:
             shutil.copyfile(src, dest / src.name)
         copied.append(run.name)
     return copied
+
+
+def _warn_if_another_run(run: Path, dest: Path) -> None:
+    """Say so when ``runs/<run>`` replaces the record of a different run in ``runs_meta/<run>``: normally a
+    retrained run, but also what a stale local run folder does to metadata brought back from elsewhere."""
+    identity = "run_identity.json"
+    if not ((run / identity).is_file() and (dest / identity).is_file()):
+        return
+    if (run / identity).read_bytes() != (dest / identity).read_bytes():
+        print(
+            f"cvvae report: {dest} recorded another run of {run.name} (its run_identity.json differs); it "
+            f"now holds {run}'s files. If {run} is an old local folder, move it away and restore {dest} "
+            "(git checkout).",
+            file=sys.stderr,
+        )
 
 
 def step_times(results: Path) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -100,3 +101,18 @@ def test_the_report_links_the_figure_under_convergence(
     assert "figures/validation_psnr.png" in section and "tables/validation_curves.csv" in section
     assert text.count("figures/validation_psnr.png") == 1  # not listed again among the notebooks' figures
     assert (results / "figures" / "validation_psnr.png").is_file()
+
+
+def test_the_report_says_when_a_run_folder_replaces_another_runs_record(tmp_path: Path, capsys) -> None:
+    from cvvae.report import copy_run_meta
+
+    run, meta = tmp_path / "runs" / "dec", tmp_path / "runs_meta" / "dec"
+    for folder, lr in ((run, 1e-4), (meta, 4e-5)):
+        folder.mkdir(parents=True)
+        (folder / "run_identity.json").write_text(json.dumps({"train": {"lr": lr}}))
+        (folder / "val_metrics.csv").write_text(f"step,psnr_video\n0,{lr}\n")
+    assert copy_run_meta(tmp_path) == ["dec"]
+    assert "recorded another run of dec" in capsys.readouterr().err
+    assert (meta / "run_identity.json").read_text() == (run / "run_identity.json").read_text()
+    assert copy_run_meta(tmp_path) == ["dec"]  # the same run again: nothing to say
+    assert capsys.readouterr().err == ""
