@@ -778,13 +778,12 @@ def _start_check(results_dir: Path, model: str, start: str | None, protocol: str
 
 
 def current_run_identity(results_dir: Path, run: str) -> str | None:
-    """Digest of the run's identity: the run folder's when present, else the committed copy in runs_meta/."""
-    from cvvae.ldm.decode import RUN_IDENTITY, run_identity_digest
+    """Digest of the run's identity, the run folder's or else runs_meta/ (convergence.run_file)."""
+    from cvvae.convergence import run_file
+    from cvvae.train.run_identity import IDENTITY_FILE, identity_digest
 
-    for folder in ("runs", "runs_meta"):
-        if (Path(results_dir) / folder / run / RUN_IDENTITY).is_file():
-            return run_identity_digest(Path(results_dir) / folder / run)
-    return None
+    path = run_file(results_dir, run, IDENTITY_FILE)
+    return identity_digest(path.parent) if path else None
 
 
 def decoded_by_another_run(results_dir: Path, decoder: str, run: str) -> str | None:

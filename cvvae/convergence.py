@@ -71,13 +71,18 @@ def run_status(run: str, log: Path | None, tolerance_db: float = TOLERANCE_DB) -
     return RunStatus(run, True, reason, start, final, gain)
 
 
-def run_log(results_dir: Path, run: str) -> Path | None:
-    """The run's validation log: the run folder's when present, else the committed copy in runs_meta/."""
+def run_file(results_dir: Path, run: str, name: str) -> Path | None:
+    """A file of the run: the run folder's when present, else the committed copy in runs_meta/."""
     for folder in ("runs", "runs_meta"):
-        path = Path(results_dir) / folder / run / VAL_LOG
+        path = Path(results_dir) / folder / run / name
         if path.is_file():
             return path
     return None
+
+
+def run_log(results_dir: Path, run: str) -> Path | None:
+    """The run's validation log (:func:`run_file`)."""
+    return run_file(results_dir, run, VAL_LOG)
 
 
 def tolerance_for(run: str) -> float:

@@ -65,7 +65,8 @@ def copy_run_meta(results: Path, out: Path | None = None) -> list[str]:
 def _warn_if_another_run(run: Path, dest: Path) -> None:
     """Say so when ``runs/<run>`` replaces the record of a different run in ``runs_meta/<run>``: normally a
     retrained run, but also what a stale local run folder does to metadata brought back from elsewhere."""
-    identity = "run_identity.json"
+    from cvvae.train.run_identity import IDENTITY_FILE as identity
+
     if not ((run / identity).is_file() and (dest / identity).is_file()):
         return
     if (run / identity).read_bytes() != (dest / identity).read_bytes():

@@ -362,7 +362,7 @@ def _converged_log(folder: Path) -> None:
 def _generative_claim_row(results: Path, recorded: str | None | bool) -> pd.Series:
     """The generative claim with converged dec and image_vae runs whose dec images recorded ``recorded``
     as their run identity (True: the current run's; False: no field at all)."""
-    from cvvae.ldm.decode import run_identity_digest
+    from cvvae.train.run_identity import identity_digest as run_identity_digest
 
     _generative_table(results, {"image_vae": (40.0, 0.0, 0.0, 0.0), "dec": (40.5, 0.5, 0.1, 0.9)})
     for run in ("dec", "image_vae"):

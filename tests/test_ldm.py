@@ -253,7 +253,7 @@ def _run_notebook(tmp_path: Path, config: Path, generative: Path) -> None:
 
 
 def test_run_identity_digest_follows_the_runs_identity_file(tmp_path: Path) -> None:
-    from cvvae.ldm.decode import run_identity_digest
+    from cvvae.train.run_identity import identity_digest as run_identity_digest
 
     assert run_identity_digest(tmp_path) is None  # not a training run
     (tmp_path / "run_identity.json").write_text(json.dumps({"train": {"lr": 1e-4}, "seed": 0}))

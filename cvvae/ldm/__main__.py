@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from cvvae.ldm import cli as train_cli
 
@@ -80,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(sample_to_file(args.model, f"{args.out}/latents.safetensors", section.sample, device))
     elif args.step == "decode":
-        from cvvae.ldm.decode import decode_to_folder, decoder_from_spec, run_identity_digest
-        from cvvae.profile import spec_run
+        from cvvae.ldm.decode import decode_to_folder, decoder_from_spec, decoder_run_identity
 
         specs = dict(item.split("=", 1) for item in args.decoder) if args.decoder else section.decoders
         if not specs:
@@ -89,15 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         runs = args.runs or f"results/{profile['profile']}/runs"
         for name, spec in specs.items():
             decoder = decoder_from_spec(spec, runs, device)
-            run = spec_run(spec)
-            identity = run_identity_digest(Path(runs) / run) if run else None
             images = decode_to_folder(
                 args.out,
                 name,
                 decoder,
                 spec=spec,
                 grid_samples=section.score.grid_samples,
-                run_identity=identity,
+                run_identity=decoder_run_identity(spec, runs),
             )
             print(f"{name}: {len(images)} images")
     elif args.step == "video":

@@ -276,8 +276,6 @@ def ldm_section_errors(profile: Mapping[str, Any]) -> list[str]:
     arguments and the decoder specs."""
     from diffusers import UNet2DModel
 
-    from cvvae.models.zoo import parse_spec
-
     errors: list[str] = []
     try:
         section = resolve_section(profile)
@@ -288,28 +286,30 @@ def ldm_section_errors(profile: Mapping[str, Any]) -> list[str]:
     if unknown:
         errors.append(f"ldm.model: unknown key(s) {unknown}; valid keys: {', '.join(valid)}")
     for name, spec in section.decoders.items():
-        try:
-            parsed = parse_spec(spec.replace("{runs}", "runs"))
-        except ValueError as exc:
-            errors.append(f"ldm.decoders.{name}: {exc}")
-            continue
-        if parsed["kind"] not in IMAGE_MODE_KINDS:
-            errors.append(
-                f"ldm.decoders.{name}: kind {parsed['kind']!r} does not decode one latent image; use one of "
-                f"{', '.join(IMAGE_MODE_KINDS)}"
-            )
+        if error := spec_kind_error(spec, IMAGE_MODE_KINDS, "decode one latent image"):
+            errors.append(f"ldm.decoders.{name}: {error}")
     for name, spec in section.video.decoders.items():
-        try:
-            kind = parse_spec(spec.replace("{runs}", "runs"))["kind"]
-        except ValueError as exc:
-            errors.append(f"ldm.video.decoders.{name}: {exc}")
-            continue
-        if kind not in VIDEO_MODE_KINDS:
-            errors.append(
-                f"ldm.video.decoders.{name}: kind {kind!r} does not decode a latent video of image latents; "
-                f"use one of {', '.join(VIDEO_MODE_KINDS)}"
-            )
+        if error := spec_kind_error(spec, VIDEO_MODE_KINDS, "decode a latent video of image latents"):
+            errors.append(f"ldm.video.decoders.{name}: {error}")
     return errors
+
+
+def spec_kind(spec: str) -> str:
+    """The autoencoder kind of a spec (``{runs}`` allowed); ValueError for a malformed spec."""
+    from cvvae.models.zoo import parse_spec
+
+    return parse_spec(spec.replace("{runs}", "runs"))["kind"]
+
+
+def spec_kind_error(spec: str, kinds: tuple[str, ...], role: str) -> str | None:
+    """Why an autoencoder spec cannot ``role``, or None when its kind is one of ``kinds``."""
+    try:
+        kind = spec_kind(spec)
+    except ValueError as exc:
+        return str(exc)
+    if kind not in kinds:
+        return f"kind {kind!r} does not {role}; use one of {', '.join(kinds)}"
+    return None
 
 
 # Autoencoder kinds that decode each latent frame on its own (the image-LDM's latents are single frames).

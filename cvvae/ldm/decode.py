@@ -28,18 +28,16 @@ from cvvae.ldm.data import to_uint8
 DECODED = "decoded"
 REFERENCE = "reference"
 GRIDS = "grids"
-RUN_IDENTITY = "run_identity.json"  # written by every training run (cvvae.train.run_identity)
 
 
-def run_identity_digest(run_dir: str | Path) -> str | None:
-    """Digest of a training run's identity (its config, data and init), or None for a folder that is not a
-    training run (released weights, a restored image VAE)."""
-    from cvvae.fingerprint import mapping_digest
+def decoder_run_identity(spec: str, runs_dir: str | Path) -> str | None:
+    """The identity digest of the training run a decoder spec reads (``{runs}/<run>/...``), or None for
+    weights from elsewhere."""
+    from cvvae.profile import spec_run
+    from cvvae.train.run_identity import identity_digest
 
-    path = Path(run_dir) / RUN_IDENTITY
-    if not path.is_file():
-        return None
-    return mapping_digest(json.loads(path.read_text()))
+    run = spec_run(spec)
+    return identity_digest(Path(runs_dir) / run) if run else None
 
 
 def decode_latents(latents: Tensor, decoder: Any, batch_size: int = 32) -> Tensor:
@@ -95,7 +93,7 @@ def decode_to_folder(
 ) -> Tensor:
     """Decode ``latents_file`` (default: ``out_dir/latents.safetensors``) with ``decoder`` into
     ``out_dir/decoded/<name>/`` and ``out_dir/grids/<name>.png``; returns the uint8 images.
-    ``run_identity`` (:func:`run_identity_digest` of the decoder's training run) is recorded with them."""
+    ``run_identity`` (:func:`decoder_run_identity`) is recorded with them."""
     from cvvae.fingerprint import file_digest
     from cvvae.ldm.sample import load_latents
 

@@ -42,9 +42,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from cvvae.ldm.config import VIDEO_MODE_KINDS, LDMSection, LDMVideoConfig
+from cvvae.ldm.config import VIDEO_MODE_KINDS, LDMSection, LDMVideoConfig, spec_kind
 from cvvae.ldm.data import to_uint8
-from cvvae.ldm.decode import decode_latents, decoder_from_spec, run_identity_digest
+from cvvae.ldm.decode import decode_latents, decoder_from_spec, decoder_run_identity
 from cvvae.metrics.generative_fid import pairwise_psnr
 from cvvae.metrics.reconstruction import PSNR_CAP_DB
 from cvvae.models.frames import pixel_frames
@@ -102,12 +102,10 @@ def latent_videos(latents: Tensor, videos: int, latent_frames: int = 4) -> Tenso
 
 def check_video_specs(specs: Mapping[str, str]) -> None:
     """Refuse, before any decoding, a spec whose kind decodes each latent on its own."""
-    from cvvae.models.zoo import parse_spec
-
     if not specs:
         raise ValueError("no video decoders: set ldm.video.decoders or pass --decoder NAME=SPEC")
     for name, spec in specs.items():
-        kind = parse_spec(spec.replace("{runs}", "runs"))["kind"]
+        kind = spec_kind(spec)
         if kind not in VIDEO_MODE_KINDS:
             raise ValueError(
                 f"video decoder {name}={spec!r}: kind {kind!r} is not a video model; use a video-mode spec "
@@ -237,13 +235,6 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def _run_identity(spec: str, runs_dir: str | Path) -> str | None:
-    from cvvae.profile import spec_run
-
-    run = spec_run(spec)
-    return run_identity_digest(Path(runs_dir) / run) if run else None
-
-
 def run_video_step(
     out_dir: str | Path,
     specs: Mapping[str, str],
@@ -273,7 +264,7 @@ def run_video_step(
         rows += [{"decoder": name, **row} for row in decoded]
         frame_rows += [{"decoder": name, **row} for row in per_frame]
         record = {
-            "decoder": name, "spec": spec, "decoder_run_identity": _run_identity(spec, runs_dir),
+            "decoder": name, "spec": spec, "decoder_run_identity": decoder_run_identity(spec, runs_dir),
             "image_vae": image_vae_spec, "latents": str(latents_file),
             "latents_sha256": file_digest(latents_file), "sampling": sampling, "videos": len(videos),
             "latent_frames": config.latent_frames, "frames": decoded[0]["frames"],

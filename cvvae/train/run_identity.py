@@ -14,10 +14,21 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from cvvae.fingerprint import differences, file_digest, folder_digest
+from cvvae.fingerprint import differences, file_digest, folder_digest, mapping_digest
 from cvvae.staging import atomic_write_text
 
 IDENTITY_FILE = "run_identity.json"
+
+
+def identity_digest(run_dir: str | Path) -> str | None:
+    """Digest of the identity recorded in ``run_dir`` (its settings, not their formatting), or None for a
+    folder that is not a training run (released weights, a restored image VAE)."""
+    path = Path(run_dir) / IDENTITY_FILE
+    if not path.is_file():
+        return None
+    return mapping_digest(json.loads(path.read_text()))
+
+
 # TrainConfig keys that change neither the weights nor the logged metrics.
 BOOKKEEPING_KEYS = (
     "log_every", "ckpt_every", "keep_ckpts", "num_workers", "prefetch_batches", "cache_decoded",
