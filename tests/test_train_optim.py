@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch._functorch.config as functorch_config
 from torch import nn
 
 from cvvae.train.optim import compile_in_place
@@ -19,3 +21,38 @@ def test_compile_in_place_keeps_state_dict_and_outputs() -> None:
     torch.testing.assert_close(net(x), expected)
     net(x).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_compile_in_place_allows_retained_graphs_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(functorch_config, "donated_buffer", True)
+    net = nn.Conv2d(3, 3, 1)
+    compile_in_place(net, backend="eager")
+    assert functorch_config.donated_buffer  # left alone unless a graph is differentiated twice
+    compile_in_place(net, retain_graph=True, backend="eager")
+    assert not functorch_config.donated_buffer
+
+
+@pytest.mark.gpu
+def test_compiled_decoder_takes_two_gradients_before_backward() -> None:
+    """The adaptive GAN weight's pattern through a compiled diffusers decoder (failed on an H200 with
+    donated buffers before ``retain_graph``)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16],
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    ).cuda()
+    compile_in_place(vae.decoder, retain_graph=True, mode="reduce-overhead")
+    x = torch.randn(2, 3, 16, 16, device="cuda")
+    recon = vae.decoder(vae.encode(x).latent_dist.sample())
+    nll, g_loss = (recon - x).abs().sum(), -recon.mean()
+    last = vae.decoder.conv_out.weight
+    torch.autograd.grad(nll, last, retain_graph=True)
+    torch.autograd.grad(g_loss, last, retain_graph=True)
+    (nll + g_loss).backward()
+    assert last.grad is not None and torch.isfinite(last.grad).all()

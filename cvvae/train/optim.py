@@ -60,9 +60,17 @@ def to_channels_last(module: nn.Module | None) -> None:
                 param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
 
 
-def compile_in_place(*modules: nn.Module | None, **options: Any) -> None:
+def compile_in_place(*modules: nn.Module | None, retain_graph: bool = False, **options: Any) -> None:
     """``torch.compile`` each module's forward in place (``nn.Module.compile``): parameters, state-dict names
-    and hooks stay as they are, so checkpoints of compiled and eager runs are interchangeable."""
+    and hooks stay as they are, so checkpoints of compiled and eager runs are interchangeable.
+
+    ``retain_graph``: the caller differentiates one graph more than once (the adaptive GAN weight takes two
+    gradients at the decoder's last layer before the backward pass). Compiled backwards that donate their
+    saved buffers refuse that on CUDA, so donation is turned off for the process."""
+    if retain_graph:
+        import torch._functorch.config as functorch_config
+
+        functorch_config.donated_buffer = False
     for module in modules:
         if module is not None:
             module.compile(**options)

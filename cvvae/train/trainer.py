@@ -119,7 +119,11 @@ class Trainer:
             vae = self.model.vae
             parts = [getattr(vae, "encoder", None), getattr(vae, "decoder", None)]
             compile_in_place(
-                *parts, self.discriminator, self.objective.rec.perceptual, mode=config.compile_mode
+                *parts,
+                self.discriminator,
+                self.objective.rec.perceptual,
+                retain_graph=use_disc and config.loss.adaptive_weight,
+                mode=config.compile_mode,
             )
         self.opt_g = build_adamw(
             config, self.model.named_parameters(), self.objective.trainable_parameters(), config.lr
