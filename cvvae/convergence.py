@@ -6,7 +6,9 @@ A run counts as converged when its log
   for the SVD-style VAE),
 - ends above that starting point, and
 - has plateaued: validation PSNR gained at most ``tolerance_db`` over the last 20% of its steps (0.2 dB for
-  video models, 0.1 dB for the image VAE).
+  video models, 0.1 dB for the image VAE), and
+- reached its planned length: a run stopped before the ``train.steps`` of the ``config.yaml`` beside its log
+  has no final weights, and its plateau test would read a schedule that never decayed.
 
 A reconstruction claim about a model that has not converged describes a training recipe, not the method, so
 ``cvvae.claims`` gives it no verdict, only the reason. ``cvvae.claims`` also asks that the run beat its
@@ -56,6 +58,10 @@ def run_status(run: str, log: Path | None, tolerance_db: float = TOLERANCE_DB) -
     if steps[0] != 0:
         return RunStatus(run, False, "no step-0 validation, so its starting point is unknown")
     start, final, last = float(values[0]), float(values[-1]), int(steps[-1])
+    planned = planned_steps(log)
+    if planned is not None and last < planned:
+        reason = f"stopped at step {last} of {planned} ({start:.2f} -> {final:.2f} dB when it stopped)"
+        return RunStatus(run, False, reason, start, final)
     if len(values) < 3:
         return RunStatus(run, False, f"too few validations ({len(values)}) to see a plateau", start, final)
     if final <= start:
@@ -69,6 +75,19 @@ def run_status(run: str, log: Path | None, tolerance_db: float = TOLERANCE_DB) -
         return RunStatus(run, False, reason, start, final, gain)
     reason = f"{start:.2f} -> {final:.2f} dB, {gain:+.2f} dB over the last {LAST_FRACTION:.0%}"
     return RunStatus(run, True, reason, start, final, gain)
+
+
+def planned_steps(log: Path) -> int | None:
+    """``train.steps`` of the run's ``config.yaml`` beside ``log`` (None when it is absent or has no such
+    key: the run's length is then unknown and not checked)."""
+    import yaml
+
+    config = log.parent / "config.yaml"
+    if not config.is_file():
+        return None
+    train = (yaml.safe_load(config.read_text()) or {}).get("train") or {}
+    steps = train.get("steps")
+    return int(steps) if isinstance(steps, int) else None
 
 
 def run_file(results_dir: Path, run: str, name: str) -> Path | None:

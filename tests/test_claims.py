@@ -258,6 +258,18 @@ def test_a_run_converged_when_it_ends_above_its_start_on_a_plateau(tmp_path, ste
     assert convergence.run_status("x", None).reason == "no validation log"
 
 
+def test_a_run_stopped_before_its_planned_steps_has_not_converged(tmp_path: Path) -> None:
+    from cvvae import convergence
+
+    write_val_log(tmp_path, "dec", [0, 500, 1000], [20.0, 22.0, 22.1])
+    log = convergence.run_log(tmp_path, "dec")
+    (log.parent / "config.yaml").write_text("variant: dec\ntrain:\n  steps: 1200\n")
+    status = convergence.run_status("dec", log)
+    assert not status.converged and "stopped at step 1000 of 1200" in status.reason
+    (log.parent / "config.yaml").write_text("variant: dec\ntrain:\n  steps: 1000\n")
+    assert convergence.run_status("dec", log).converged
+
+
 def test_reconstruction_claims_get_no_verdict_on_runs_that_did_not_converge(tmp_path: Path) -> None:
     b = base_psnr()
     write_clips(tmp_path, "video", "cvvae", psnr=b + 1.0 + noise(0))
