@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvvae.metrics import PSNR_CAP_DB, decode_latent_frames, latent_distance, psnr_per_frame
+from cvvae.metrics import (
+    PSNR_CAP_DB,
+    decode_latent_frames,
+    latent_distance,
+    posterior_statistics,
+    psnr_per_frame,
+)
 from cvvae.metrics.stats import frechet_distance, polynomial_mmd
 
 
@@ -81,3 +87,19 @@ def test_image_decoder_compatibility_decodes_each_latent_frame() -> None:
     target[:, :, 2] = 0.0
     metrics = _image_decoder_psnr(latents, target)
     assert metrics["psnr"][0, 2] < 20 and metrics["psnr"][0, 0] == PSNR_CAP_DB
+
+
+def test_posterior_statistics_tell_a_rate_limited_code_from_a_rich_one() -> None:
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(4, 4, 8, 8, generator=g)
+    rich = posterior_statistics(mean * 2.0, torch.full_like(mean, 2 * np.log(0.01)))
+    limited = posterior_statistics(mean * 0.9, torch.full_like(mean, 2 * np.log(0.3)))
+    assert rich["posterior_std_median"] == pytest.approx(0.01)
+    assert limited["posterior_std_mean"] == pytest.approx(0.3)
+    assert rich["mean_std"] == pytest.approx(2.0 * float(mean.double().std()))
+    # KL of N(m, s^2) to N(0, 1): 0.5 (m^2 + s^2 - 1) - log s, averaged over elements
+    expected = float((0.5 * ((0.9 * mean.double()) ** 2 + 0.09 - 1.0) - np.log(0.3)).mean())
+    assert limited["kl_nats_per_element"] == pytest.approx(expected)
+    assert rich["kl_nats_per_element"] > limited["kl_nats_per_element"] > 0
+    with pytest.raises(ValueError, match="one shape"):
+        posterior_statistics(mean, mean[:1])

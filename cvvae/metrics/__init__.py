@@ -4,7 +4,7 @@ compatibility with the image VAE, and set-level generation metrics (FVD, KVD, FI
 Heavy dependencies (lpips, torchvision, OpenCV, torchmetrics) are imported by the functions that need them.
 """
 
-from cvvae.metrics.latent import decode_latent_frames, latent_distance
+from cvvae.metrics.latent import decode_latent_frames, latent_distance, posterior_statistics
 from cvvae.metrics.reconstruction import (
     LPIPS_NETS,
     PSNR_CAP_DB,
@@ -37,6 +37,7 @@ __all__ = [
     "decode_latent_frames",
     "format_na",
     "latent_distance",
+    "posterior_statistics",
     "lpips_cell",
     "lpips_per_frame",
     "lpips_weights_available",
