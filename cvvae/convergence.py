@@ -60,7 +60,8 @@ def run_status(run: str, log: Path | None, tolerance_db: float = TOLERANCE_DB) -
     start, final, last = float(values[0]), float(values[-1]), int(steps[-1])
     planned = planned_steps(log)
     if planned is not None and last < planned:
-        reason = f"stopped at step {last} of {planned} ({start:.2f} -> {final:.2f} dB when it stopped)"
+        where = f"{start:.2f} -> {final:.2f} dB at step {last}, its last validation"
+        reason = f"stopped before its {planned} steps ({where})"
         return RunStatus(run, False, reason, start, final)
     if len(values) < 3:
         return RunStatus(run, False, f"too few validations ({len(values)}) to see a plateau", start, final)
