@@ -135,6 +135,9 @@ class Claim:
     references: tuple[Comparison, ...] = ()
     """Comparisons shown beside the measurement without entering the verdict (e.g. against the inflated
     model, which is compatible by construction: what did training keep?)."""
+    needs_matching_psi: bool = False
+    """A compatibility or alignment claim: judged only if the evaluation's psi (``--compat-mapping``) is the
+    expectation of the psi that the regularised run was trained toward (:func:`psi_mismatch`)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ def default_claims() -> list[Claim]:
             comparisons=(Comparison("cvvae", "none", "compat_psnr", "video", ">"),),
             needs_converged=False,
             references=(Comparison("cvvae", "inflated", "compat_psnr", "video", ">"),),
+            needs_matching_psi=True,
         ),
         Claim(
             id="table6_dec_vs_enc",
@@ -295,6 +299,7 @@ def default_claims() -> list[Claim]:
             comparisons=(Comparison("cvvae", "none", "latent_mse", "video", "<"),),
             needs_converged=False,
             references=(Comparison("cvvae", "inflated", "latent_mse", "video", "<"),),
+            needs_matching_psi=True,
         ),
     ]
 
@@ -814,6 +819,65 @@ def decoded_by_another_run(results_dir: Path, decoder: str, run: str) -> str | N
     return None
 
 
+# The deterministic psi whose frames a regulariser trained toward ``mapping`` approaches: for ``random`` (one
+# random frame of each group of 4) the squared error is smallest at the group's mean, so ``average``.
+EXPECTED_PSI = {"random": "average", "average": "average", "slice": "slice", "first": "first"}
+_PSI_IN_DESCRIPTION = re.compile(r"\(psi=(?P<psi>\w+)\)")
+
+
+def evaluated_psi(results_dir: Path, protocol: str, model: str) -> str | None:
+    """The psi an evaluation compared latents with (its ``meta.json``), None when it is not recorded."""
+    meta = Path(results_dir) / "eval" / protocol / model / "meta.json"
+    if not meta.is_file():
+        return None
+    record = json.loads(meta.read_text())
+    recorded = (record.get("identity") or {}).get("compat_mapping")
+    if recorded:
+        return str(recorded)
+    match = _PSI_IN_DESCRIPTION.search(str(record.get("latent_reference") or ""))
+    return match["psi"] if match else None
+
+
+def trained_mapping(results_dir: Path, run: str) -> str | None:
+    """``reg.mapping`` of the run's resolved ``config.yaml`` (run folder, else runs_meta/); None: unknown."""
+    import yaml
+
+    from cvvae.convergence import run_file
+
+    path = run_file(results_dir, run, "config.yaml")
+    if path is None:
+        return None
+    config = yaml.safe_load(path.read_text()) or {}
+    mapping = ((config.get("train") or {}).get("reg") or {}).get("mapping")
+    return str(mapping) if mapping else None
+
+
+def psi_mismatch(results_dir: Path, claim: Claim, training: Training) -> str | None:
+    """Why the claim's evaluation did not compare latents with the frames their regulariser aimed at, or None.
+
+    The inflated model's latent t is built from frame 4t (``cvvae.models.inflate``): aligned by construction
+    with ``slice``. A run regularised toward ``random`` frames moves its latents toward each group's mean, so
+    judging it against ``slice`` favours every model that keeps the inflated alignment, the unregularised
+    one included."""
+    for c in claim.comparisons:
+        run = training.runs.get(c.a)
+        if run is None or run in ("inflated", "image_vae"):
+            continue
+        mapping = trained_mapping(results_dir, run)
+        psi = evaluated_psi(results_dir, c.protocol, c.a)
+        if mapping is None or psi is None:
+            what = "the mapping it was trained with" if mapping is None else "the psi of its evaluation"
+            return f"{c.a} ({run}): {what} is not recorded, so whether they match is unknown"
+        expected = EXPECTED_PSI.get(mapping, mapping)
+        if psi != expected:
+            return (
+                f"{c.protocol}/{c.a} compared latents with psi={psi}, but {run} was regularised toward "
+                f"psi={mapping}, whose expectation is {expected}; psi={psi} favours models that keep the "
+                f"inflated alignment (latent t = frame 4t). Evaluate with --compat-mapping {expected}"
+            )
+    return None
+
+
 def training_gate(results_dir: Path, claim: Claim, training: Training) -> tuple[list[str], list[str]]:
     """(reasons the claim is not testable, status line of each trained run it reads).
 
@@ -872,6 +936,10 @@ def claims_table(
             if claim.needs_converged and reasons and verdict != NOT_AVAILABLE:
                 verdict = NOT_TESTABLE
                 whys = [*reasons, f"measured anyway: {combine(results)}"]
+            mismatch = psi_mismatch(results_dir, claim, training) if claim.needs_matching_psi else None
+            if mismatch and verdict != NOT_AVAILABLE:
+                verdict = NOT_TESTABLE
+                whys = [mismatch, f"measured anyway: {combine(results)}"]
         rows.append(
             {
                 "claim": f"{claim.id}: {claim.claim}",
@@ -905,7 +973,9 @@ HOW_DECIDED = (
     f"computed as above from at least {MIN_SOURCES} sources, must lie above 0; without an evaluation of the "
     "starting point the claim is not testable either): it would describe the training recipe, not the "
     "method. Compatibility and latent alignment are judged at any stage and shown beside the inflated "
-    "model, aligned by construction."
+    "model, aligned by construction with psi=slice (latent t is built from frame 4t); they are `not "
+    "testable` when the evaluation's psi is not the expectation of the one `dec` was regularised toward "
+    "(random: average), because a mismatched psi favours the models that keep the inflated alignment."
 )
 
 

@@ -410,3 +410,62 @@ def test_generative_claim_is_not_testable_with_images_of_another_run(tmp_path: P
     row = _generative_claim_row(tmp_path, recorded=recorded)
     assert row["verdict"] == claims.NOT_TESTABLE
     assert why in row["why"] and "measured anyway: reproduced" in row["why"]
+
+
+def write_meta(results: Path, protocol: str, model: str, psi: str | None, legacy: bool = False) -> None:
+    """The evaluation record of the psi its latents were compared with (old records: only the text)."""
+    record = (
+        {"latent_reference": f"image_vae:x (psi={psi})"} if legacy else {"identity": {"compat_mapping": psi}}
+    )
+    (results / "eval" / protocol / model / "meta.json").write_text(json.dumps(record))
+
+
+def write_run_config(results: Path, run: str, mapping: str) -> None:
+    folder = results / "runs_meta" / run
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump({"variant": run, "train": {"reg": {"mapping": mapping}}})
+    )
+
+
+@pytest.mark.parametrize(
+    ("mapping", "psi", "legacy", "testable"),
+    [
+        ("random", "slice", False, False),  # the inflated alignment, not what `dec` was pulled toward
+        ("random", "slice", True, False),  # read from an older evaluation's description
+        ("random", "average", False, True),  # the expectation of a random frame of each group
+        ("slice", "slice", False, True),
+        ("first", "average", False, False),
+    ],
+)
+def test_compatibility_needs_the_psi_its_regulariser_aimed_at(
+    tmp_path: Path, mapping: str, psi: str, legacy: bool, testable: bool
+) -> None:
+    compat = np.full(len(CLIPS), 25.0)
+    write_clips(tmp_path, "video", "cvvae", compat_psnr=compat + 1.0 + noise(0))
+    write_clips(tmp_path, "video", "none", compat_psnr=compat + noise(1))
+    write_meta(tmp_path, "video", "cvvae", psi, legacy)
+    write_run_config(tmp_path, "dec", mapping)
+    training = claims.Training(runs={"cvvae": "dec", "none": "none"}, starts={})
+    claim = next(c for c in claims.default_claims() if c.id == "compatibility")
+    row = claims.claims_table(tmp_path, [claim], training).iloc[0]
+    if testable:
+        assert row["verdict"] == claims.REPRODUCED
+    else:
+        assert row["verdict"] == claims.NOT_TESTABLE
+        assert f"psi={psi}, but dec was regularised toward psi={mapping}" in row["why"]
+        assert "measured anyway: reproduced" in row["why"]
+
+
+def test_an_unrecorded_psi_makes_alignment_not_testable(tmp_path: Path) -> None:
+    mse = np.full(len(CLIPS), 0.3)
+    write_clips(tmp_path, "video", "cvvae", latent_mse=mse - 0.1 + noise(0, 0.01))
+    write_clips(tmp_path, "video", "none", latent_mse=mse + noise(1, 0.01))
+    write_run_config(tmp_path, "dec", "random")
+    training = claims.Training(runs={"cvvae": "dec", "none": "none"}, starts={})
+    claim = next(c for c in claims.default_claims() if c.id == "latent_alignment")
+    row = claims.claims_table(tmp_path, [claim], training).iloc[0]
+    assert row["verdict"] == claims.NOT_TESTABLE and "psi of its evaluation is not recorded" in row["why"]
+    assert (
+        claims.claims_table(tmp_path, [claim]).iloc[0]["verdict"] == claims.REPRODUCED
+    )  # no profile: no gate
