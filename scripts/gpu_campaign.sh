@@ -9,6 +9,9 @@
 # training it; LDM=0 skips the latent diffusion model; BENCH=0 the throughput measurement; SETUP=0 skips the
 # data, image VAE and inflation steps, for a second call that trains more runs beside a first one, e.g.
 #   SETUP=0 RUNS="none_seed1 enc_seed1" LDM=0 BENCH=0 bash scripts/gpu_campaign.sh
+# TRAIN_SET="KEY=VALUE ..." adds `--set KEY=VALUE` to every CV-VAE run (a recipe pilot; each run's config.yaml
+# records it), e.g. TRAIN_SET="cvvae.train.lr=1.0e-5 cvvae.train.reg.distance=l1". A run of the image VAE writes
+# its fp16 shards to $WORK/ship; `pack` copies them into OUTDIR beside the archive.
 # Stop a run with `pkill -f "^/.*python3 -m cvvae.cli train .*--variant NAME "` (a pattern that the calling shell's own
 # command line does not match).
 # The feature files (generative/features/*.safetensors, 16 MB each) come back one by one with
@@ -36,6 +39,7 @@ if [ "${1:-}" = pack ]; then
     --exclude='*/samples/*' --exclude=latents.safetensors \
     $(ls -d "$WORK/progress.log" "$LOGS" "$RES/eval" "$RUN_ROOT" "$RES/benchmarks" "$RES/bench" "$GEN" 2>/dev/null) \
     2>/dev/null
+  [ -d "$WORK/ship" ] && cp "$WORK"/ship/* "$out"/
   exit 0
 fi
 
@@ -79,10 +83,12 @@ note "training: $RUNS$([ "${LDM:-1}" = 1 ] && echo " + ldm")"
 util_log=$LOGS/gpu_util$([ "${SETUP:-1}" = 1 ] || echo _more).csv  # a second call keeps the first's
 nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 1000 > "$util_log" &
 util_pid=$!
+train_set=()
+for kv in ${TRAIN_SET:-}; do train_set+=(--set "$kv"); done
 pids=()
 for run in $RUNS; do
   OMP_NUM_THREADS=1 timed "train_$run" "${CV[@]}" train --config $CONFIG --variant "$run" --out "$RUN_ROOT/$run" \
-    --if-changed restart &
+    --if-changed restart "${train_set[@]}" &
   pids+=($!)
 done
 ldm_pid=
