@@ -852,6 +852,49 @@ def trained_mapping(results_dir: Path, run: str) -> str | None:
     return str(mapping) if mapping else None
 
 
+# The validation-log column (cvvae.train.validation, against the run's own psi) of an evaluation metric.
+VALIDATION_COLUMNS = {"compat_psnr": "psnr_image_decoder_vs_psi", "latent_mse": "latent_mse"}
+
+
+def validation_log_text(results_dir: Path, claim: Claim, training: Training) -> str | None:
+    """The claim's first comparison read from the runs' validation logs, which measure latents against each
+    run's own psi (a seeded draw of its mapping's frames): final minus final per seed, no interval."""
+    from cvvae.convergence import planned_steps, run_log
+
+    c = claim.comparisons[0]
+    column = VALIDATION_COLUMNS.get(c.metric)
+    runs = (training.runs.get(c.a), training.runs.get(c.b))
+    if column is None or None in runs:
+        return None
+
+    def final(run: str) -> float | None:  # None: no log, no such column, or a run stopped early
+        log = run_log(results_dir, run)
+        if log is None:
+            return None
+        df = pd.read_csv(log).sort_values("step")
+        planned = planned_steps(log)
+        if column not in df.columns or df.empty or (planned and int(df["step"].iloc[-1]) < planned):
+            return None
+        values = df[column].dropna()
+        return float(values.iloc[-1]) if not values.empty else None
+
+    diffs, seed = [], 0
+    while True:
+        suffix = f"_seed{seed}" if seed else ""
+        a, b = final(runs[0] + suffix), final(runs[1] + suffix)
+        if a is None or b is None:
+            break
+        diffs.append(a - b)
+        seed += 1
+    if not diffs:
+        return None
+    unit = " dB" if c.metric in DB_METRICS else ""
+    values = ", ".join(f"{d:+.3g}{unit}" for d in diffs)
+    seeds = f"{len(diffs)} seed{'s' if len(diffs) > 1 else ''}"
+    where = "validation logs, against each run's own psi"
+    return f"{where}: {c.a} - {c.b}, {column} {values} ({seeds}, no interval)"
+
+
 def psi_mismatch(results_dir: Path, claim: Claim, training: Training) -> str | None:
     """Why the claim's evaluation did not compare latents with the frames their regulariser aimed at, or None.
 
@@ -937,6 +980,8 @@ def claims_table(
                 verdict = NOT_TESTABLE
                 whys = [*reasons, f"measured anyway: {combine(results)}"]
             mismatch = psi_mismatch(results_dir, claim, training) if claim.needs_matching_psi else None
+            if claim.needs_matching_psi and (logged := validation_log_text(results_dir, claim, training)):
+                measured.append(logged)
             if mismatch and verdict != NOT_AVAILABLE:
                 verdict = NOT_TESTABLE
                 whys = [mismatch, f"measured anyway: {combine(results)}"]

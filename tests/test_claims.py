@@ -469,3 +469,29 @@ def test_an_unrecorded_psi_makes_alignment_not_testable(tmp_path: Path) -> None:
     assert (
         claims.claims_table(tmp_path, [claim]).iloc[0]["verdict"] == claims.REPRODUCED
     )  # no profile: no gate
+
+
+def test_psi_matched_claims_show_the_validation_logs_against_each_runs_own_psi(tmp_path: Path) -> None:
+    compat = np.full(len(CLIPS), 25.0)
+    write_clips(tmp_path, "video", "cvvae", compat_psnr=compat + noise(0))
+    write_clips(tmp_path, "video", "none", compat_psnr=compat + noise(1))
+    write_meta(tmp_path, "video", "cvvae", "average")
+    for run, final in (("dec", 21.3), ("none", 20.9), ("dec_seed1", 21.2), ("none_seed1", 21.0)):
+        folder = tmp_path / "runs_meta" / run
+        folder.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"step": [0, 600], "psnr_image_decoder_vs_psi": [20.8, final]}).to_csv(
+            folder / "val_metrics.csv", index=False
+        )
+        config = {"variant": run, "train": {"steps": 600, "reg": {"mapping": "random"}}}
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    training = claims.Training(runs={"cvvae": "dec", "none": "none"}, starts={})
+    claim = next(c for c in claims.default_claims() if c.id == "compatibility")
+    measured = claims.claims_table(tmp_path, [claim], training).iloc[0]["our measurement"]
+    assert "validation logs, against each run's own psi: cvvae - none" in measured
+    assert "+0.4 dB, +0.2 dB (2 seeds, no interval)" in measured
+    # a seed run stopped before its planned steps has no final value and is left out
+    (tmp_path / "runs_meta" / "dec_seed1" / "config.yaml").write_text(
+        yaml.safe_dump({"train": {"steps": 1200}})
+    )
+    measured = claims.claims_table(tmp_path, [claim], training).iloc[0]["our measurement"]
+    assert "+0.4 dB (1 seed, no interval)" in measured
