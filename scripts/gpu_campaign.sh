@@ -11,7 +11,8 @@
 #   SETUP=0 RUNS="none_seed1 enc_seed1" LDM=0 BENCH=0 bash scripts/gpu_campaign.sh
 # TRAIN_SET="KEY=VALUE ..." adds `--set KEY=VALUE` to every CV-VAE run (a recipe pilot; each run's config.yaml
 # records it), e.g. TRAIN_SET="cvvae.train.lr=1.0e-5 cvvae.train.reg.distance=l1". A run of the image VAE writes
-# its fp16 shards to $WORK/ship; `pack` copies them into OUTDIR beside the archive.
+# its fp16 shards to $WORK/ship; `pack` copies them into OUTDIR beside the archive. DATA_SET="KEY=VALUE ..." does
+# the same for the embedded dataset's keys, e.g. DATA_SET="opencv_doc=require opencv_doc_dir=/tmp/c/opencv_doc".
 # Stop a run with `pkill -f "^/.*python3 -m cvvae.cli train .*--variant NAME "` (a pattern that the calling shell's own
 # command line does not match).
 # The feature files (generative/features/*.safetensors, 16 MB each) come back one by one with
@@ -60,7 +61,9 @@ timed() {  # timed NAME command...: log to $LOGS/NAME.log, wall time to benchmar
 note "start $(git rev-parse --short HEAD 2>/dev/null || cat REVISION 2>/dev/null); runs: $RUNS"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$WORK/progress.log"
 if [ "${SETUP:-1}" = 1 ]; then
-  timed data "${CV[@]}" data embedded --config $CONFIG --out data/embedded/gpu || exit 1
+  data_set=()
+  for kv in ${DATA_SET:-}; do data_set+=(--set "$kv"); done
+  timed data "${CV[@]}" data embedded --config $CONFIG --out data/embedded/gpu "${data_set[@]}" || exit 1
   note "data done; waiting for the LPIPS weights"
   wait_for "$WORK/assets/lpips.ok"
 

@@ -152,6 +152,13 @@ def test_cli_reads_profile_section(tmp_path) -> None:
     assert run(parser.parse_args(["embedded", "--out", str(tmp_path / "out"), "--config", str(profile)])) == 0
     manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
     assert len(manifest) == 3 + 2 + 1
+    out = str(tmp_path / "more")
+    args = ["embedded", "--out", out, "--config", str(profile), "--set", "train_camera_clips=2"]
+    assert run(parser.parse_args(args)) == 0
+    assert len(pd.read_csv(tmp_path / "more" / "manifest.csv")) == 3 + 2 + 2  # --set wins over the profile
+    with pytest.raises(FileNotFoundError, match="opencv_doc=require"):
+        missing = str(tmp_path / "no_opencv_doc")
+        run(parser.parse_args([*args, "--set", "opencv_doc=require", "--set", f"opencv_doc_dir={missing}"]))
     profile.write_text(json.dumps({"data": {"embedded": {"bogus": 1}}}))
     with pytest.raises(ValueError, match="bogus"):
         run(parser.parse_args(["embedded", "--out", str(tmp_path / "x"), "--config", str(profile)]))

@@ -1,6 +1,6 @@
 """`cvvae data`: build the embedded dataset, write manifests of real datasets, summarise a manifest.
 
-cvvae data embedded --out data/embedded [--config config/<profile>.yaml] [--seed N]
+cvvae data embedded --out data/embedded [--config config/<profile>.yaml] [--seed N] [--set KEY=VALUE]
 cvvae data manifest --dataset webvid_val --root data/real/webvid --out data/manifests/webvid_val_1024.csv
 cvvae data info data/embedded/manifest.csv
 """
@@ -19,6 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     embedded.add_argument("--out", type=Path, default=Path("data/embedded"), help="output folder")
     embedded.add_argument("--config", type=Path, help="profile YAML; its data.embedded mapping sets the size")
     embedded.add_argument("--seed", type=int, help="overrides data.embedded.seed")
+    embedded.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a data.embedded key, e.g. --set opencv_doc=require --set opencv_doc_dir=/tmp/opencv "
+        "(value parsed as YAML; repeatable)",
+    )
 
     manifest = sub.add_parser(
         "manifest", help="write the manifest of a real dataset (COCO, WebVid, UCF, MSR-VTT)"
@@ -64,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command == "embedded":
         from cvvae.data.embedded import EmbeddedDataConfig, build_embedded_dataset
 
-        section = load_embedded_section(args.config)
+        from cvvae.profile import apply_overrides
+
+        section = apply_overrides(load_embedded_section(args.config), getattr(args, "set", None))
         if args.seed is not None:
             section["seed"] = args.seed
         manifest = build_embedded_dataset(args.out, EmbeddedDataConfig.from_mapping(section))
