@@ -913,10 +913,15 @@ def psi_mismatch(results_dir: Path, claim: Claim, training: Training) -> str | N
             return f"{c.a} ({run}): {what} is not recorded, so whether they match is unknown"
         expected = EXPECTED_PSI.get(mapping, mapping)
         if psi != expected:
+            favours = (
+                "; psi=slice favours models that keep the inflated alignment (latent t = frame 4t)"
+                if psi == "slice"
+                else ""
+            )
             return (
                 f"{c.protocol}/{c.a} compared latents with psi={psi}, but {run} was regularised toward "
-                f"psi={mapping}, whose expectation is {expected}; psi={psi} favours models that keep the "
-                f"inflated alignment (latent t = frame 4t). Evaluate with --compat-mapping {expected}"
+                f"psi={mapping}, whose expectation is {expected}{favours}. Evaluate with --compat-mapping "
+                f"{expected}"
             )
     return None
 

@@ -454,6 +454,7 @@ def test_compatibility_needs_the_psi_its_regulariser_aimed_at(
     else:
         assert row["verdict"] == claims.NOT_TESTABLE
         assert f"psi={psi}, but dec was regularised toward psi={mapping}" in row["why"]
+        assert ("favours models that keep the inflated alignment" in row["why"]) is (psi == "slice")
         assert "measured anyway: reproduced" in row["why"]
 
 
