@@ -840,15 +840,9 @@ def evaluated_psi(results_dir: Path, protocol: str, model: str) -> str | None:
 
 def trained_mapping(results_dir: Path, run: str) -> str | None:
     """``reg.mapping`` of the run's resolved ``config.yaml`` (run folder, else runs_meta/); None: unknown."""
-    import yaml
+    from cvvae.convergence import RUN_CONFIG, run_file, train_section
 
-    from cvvae.convergence import run_file
-
-    path = run_file(results_dir, run, "config.yaml")
-    if path is None:
-        return None
-    config = yaml.safe_load(path.read_text()) or {}
-    mapping = ((config.get("train") or {}).get("reg") or {}).get("mapping")
+    mapping = (train_section(run_file(results_dir, run, RUN_CONFIG)).get("reg") or {}).get("mapping")
     return str(mapping) if mapping else None
 
 
@@ -984,12 +978,13 @@ def claims_table(
             if claim.needs_converged and reasons and verdict != NOT_AVAILABLE:
                 verdict = NOT_TESTABLE
                 whys = [*reasons, f"measured anyway: {combine(results)}"]
-            mismatch = psi_mismatch(results_dir, claim, training) if claim.needs_matching_psi else None
-            if claim.needs_matching_psi and (logged := validation_log_text(results_dir, claim, training)):
-                measured.append(logged)
-            if mismatch and verdict != NOT_AVAILABLE:
-                verdict = NOT_TESTABLE
-                whys = [mismatch, f"measured anyway: {combine(results)}"]
+            if claim.needs_matching_psi:
+                if logged := validation_log_text(results_dir, claim, training):
+                    measured.append(logged)
+                mismatch = psi_mismatch(results_dir, claim, training)
+                if mismatch and verdict != NOT_AVAILABLE:
+                    verdict = NOT_TESTABLE
+                    whys = [mismatch, f"measured anyway: {combine(results)}"]
         rows.append(
             {
                 "claim": f"{claim.id}: {claim.claim}",

@@ -78,16 +78,22 @@ def run_status(run: str, log: Path | None, tolerance_db: float = TOLERANCE_DB) -
     return RunStatus(run, True, reason, start, final, gain)
 
 
+RUN_CONFIG = "config.yaml"
+
+
+def train_section(config: Path | None) -> dict:
+    """The ``train`` mapping of a run's resolved ``config.yaml`` (empty when the file or key is absent)."""
+    import yaml
+
+    if config is None or not config.is_file():
+        return {}
+    return (yaml.safe_load(config.read_text()) or {}).get("train") or {}
+
+
 def planned_steps(log: Path) -> int | None:
     """``train.steps`` of the run's ``config.yaml`` beside ``log`` (None when it is absent or has no such
     key: the run's length is then unknown and not checked)."""
-    import yaml
-
-    config = log.parent / "config.yaml"
-    if not config.is_file():
-        return None
-    train = (yaml.safe_load(config.read_text()) or {}).get("train") or {}
-    steps = train.get("steps")
+    steps = train_section(log.parent / RUN_CONFIG).get("steps")
     return int(steps) if isinstance(steps, int) else None
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from diffusers import AutoencoderKL
 
 from cvvae.models.base import CVVAEBase
 from cvvae.models.tiling import causal_chunks, official_windows
@@ -32,6 +33,19 @@ def tiny_model(cls: type[CVVAEBase], config: dict[str, Any], **overrides: Any) -
     """``cls(**config, **overrides)`` in eval mode, with the weights of seed 0."""
     torch.manual_seed(0)
     return cls(**{**config, **overrides}).eval()
+
+
+def tiny_image_vae(seed: int = 0) -> AutoencoderKL:
+    """A four-level diffusers AutoencoderKL (8x in space) at GroupNorm(4)'s smallest widths, eval mode."""
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=[8, 8, 16, 16],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+    ).eval()
 
 
 def random_video(t: int = 9, h: int = 16, w: int = 16, b: int = 1, seed: int = 1) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import AutoencoderKL
+from model_tester import tiny_image_vae
 
 from cvvae.models.frames import map_frames, mapped_frame_indices
 from cvvae.train.config import LossConfig, RegConfig, TrainConfig
@@ -18,18 +18,6 @@ from cvvae.train.losses import (
     kl_loss,
 )
 from cvvae.train.objective import GeneratorObjective, TrainableVideoVAE
-
-
-def tiny_image_vae(seed: int = 0) -> AutoencoderKL:
-    torch.manual_seed(seed)
-    return AutoencoderKL(
-        block_out_channels=[8, 8, 16, 16],
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-    ).eval()
 
 
 def frame_ids(num_frames: int) -> torch.Tensor:

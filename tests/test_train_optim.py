@@ -36,19 +36,11 @@ def test_compile_in_place_allows_retained_graphs_when_asked(monkeypatch: pytest.
 def test_compiled_decoder_takes_two_gradients_before_backward() -> None:
     """The adaptive GAN weight's pattern (two gradients, then the backward pass) through a compiled decoder.
 
-    The trainer's compiled bf16 run failed this way on an H200 before ``retain_graph``; this small fp32
+    The trainer's compiled bf16 run failed this way on an H200 before ``retain_graph``; a small fp32
     decoder passed there without it too, so the test shows that the pattern runs, not the failure."""
-    from diffusers import AutoencoderKL
+    from model_tester import tiny_image_vae
 
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[8, 16],
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-    ).cuda()
+    vae = tiny_image_vae().cuda()
     compile_in_place(vae.decoder, retain_graph=True, mode="reduce-overhead")
     x = torch.randn(2, 3, 16, 16, device="cuda")
     recon = vae.decoder(vae.encode(x).latent_dist.sample())
