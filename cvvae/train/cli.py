@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,11 @@ def load_checked_profile(path: str, overrides: list[str]) -> dict:
 
 
 def finish(summary: dict) -> int:
-    print(json.dumps(summary))
+    """Print the run's summary as one JSON line and return the exit status. The line goes out in one write:
+    every rank of a distributed run prints one to the same pipe, and with unbuffered output (PYTHONUNBUFFERED)
+    ``print`` writes the text and its newline separately, so two ranks' lines could run together."""
+    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.flush()
     return INTERRUPTED_EXIT if summary["interrupted"] else 0
 
 
