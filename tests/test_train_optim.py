@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import torch._functorch.config as functorch_config
@@ -23,8 +25,9 @@ def test_compile_in_place_keeps_state_dict_and_outputs() -> None:
     assert all(p.grad is not None for p in net.parameters())
 
 
-def test_compile_in_place_allows_retained_graphs_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(functorch_config, "donated_buffer", True)
+# torch's config modules have their own patch(): pytest's monkeypatch deletes the key on undo.
+@functorch_config.patch(donated_buffer=True)
+def test_compile_in_place_allows_retained_graphs_when_asked() -> None:
     net = nn.Conv2d(3, 3, 1)
     compile_in_place(net, backend="eager")
     assert functorch_config.donated_buffer  # left alone unless a graph is differentiated twice
@@ -32,21 +35,49 @@ def test_compile_in_place_allows_retained_graphs_when_asked(monkeypatch: pytest.
     assert not functorch_config.donated_buffer
 
 
-@pytest.mark.gpu
-def test_compiled_decoder_takes_two_gradients_before_backward() -> None:
-    """The adaptive GAN weight's pattern (two gradients, then the backward pass) through a compiled decoder.
-
-    The trainer's compiled bf16 run failed this way on an H200 before ``retain_graph``; a small fp32
-    decoder passed there without it too, so the test shows that the pattern runs, not the failure."""
-    from model_tester import tiny_image_vae
-
-    vae = tiny_image_vae().cuda()
-    compile_in_place(vae.decoder, retain_graph=True, mode="reduce-overhead")
-    x = torch.randn(2, 3, 16, 16, device="cuda")
-    recon = vae.decoder(vae.encode(x).latent_dist.sample())
-    nll, g_loss = (recon - x).abs().sum(), -recon.mean()
-    last = vae.decoder.conv_out.weight
-    torch.autograd.grad(nll, last, retain_graph=True)
-    torch.autograd.grad(g_loss, last, retain_graph=True)
-    (nll + g_loss).backward()
+def _adaptive_weight_pattern(
+    last: torch.Tensor, generator: nn.Module, critic: nn.Module, device: str
+) -> None:
+    """The adaptive GAN weight's pattern, at three input sizes: two gradients at the generator's last layer,
+    then the backward pass. A new size makes the compiler build a graph with dynamic shapes, whose backward is
+    compiled lazily, at the first gradient, and that is where donated buffers refuse a retained graph (the
+    trainer's mixture of clip sizes did this on an H200)."""
+    for size in (16, 24, 32):
+        z = torch.randn(2, 4, size, size, device=device)
+        recon = generator(z)
+        nll, g_loss = (recon - z[:, :3]).abs().sum(), -critic(recon).mean()
+        torch.autograd.grad(nll, last, retain_graph=True)
+        torch.autograd.grad(g_loss, last, retain_graph=True)
+        (nll + g_loss).backward()
     assert last.grad is not None and torch.isfinite(last.grad).all()
+
+
+def _generator_and_critic() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    generator = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.SiLU(), nn.Conv2d(8, 3, 3, padding=1))
+    critic = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(8, 1, 3, padding=1))
+    return generator, critic
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="inductor on the CPU needs a C++ compiler")
+@functorch_config.patch(donated_buffer=True)  # torch's default
+def test_compiled_critic_takes_two_gradients_before_backward_only_with_retain_graph() -> None:
+    torch._dynamo.reset()
+    generator, critic = _generator_and_critic()
+    compile_in_place(critic)
+    with pytest.raises(RuntimeError, match="donated buffers"):
+        _adaptive_weight_pattern(generator[2].weight, generator, critic, "cpu")
+
+    torch._dynamo.reset()
+    generator, critic = _generator_and_critic()
+    compile_in_place(critic, retain_graph=True)
+    _adaptive_weight_pattern(generator[2].weight, generator, critic, "cpu")
+
+
+@pytest.mark.gpu
+@functorch_config.patch(donated_buffer=True)
+def test_compiled_generator_and_critic_take_two_gradients_before_backward_on_cuda() -> None:
+    torch._dynamo.reset()
+    generator, critic = (m.cuda() for m in _generator_and_critic())
+    compile_in_place(generator, critic, retain_graph=True, mode="reduce-overhead")
+    _adaptive_weight_pattern(generator[2].weight, generator, critic, "cuda")
