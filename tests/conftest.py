@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -36,3 +37,34 @@ def image_vae_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("image_vae") / "final"
     vae.save_pretrained(folder)
     return str(folder)
+
+
+class _WriteRecorder:
+    """A write-through stdout (as under PYTHONUNBUFFERED) that keeps each write call apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def record_stdout_writes(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[str]]:
+    """Call it in the test body (pytest's own capture replaces ``sys.stdout`` after setup): from then on,
+    each ``sys.stdout.write`` call, in order. Processes that share one pipe (the ranks of a distributed run)
+    must write each line in one call, or their lines can run into each other."""
+
+    def start() -> list[str]:
+        recorder = _WriteRecorder()
+        monkeypatch.setattr("sys.stdout", recorder)
+        return recorder.writes
+
+    return start

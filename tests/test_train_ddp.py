@@ -58,30 +58,14 @@ def test_a_launch_that_accelerate_would_run_as_separate_processes_is_refused(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-class _RecordingStream:
-    """A write-through stream (as stdout is under PYTHONUNBUFFERED) that keeps each write separately."""
-
-    def __init__(self) -> None:
-        self.writes: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.writes.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
-def test_a_rank_prints_its_summary_line_in_one_write(monkeypatch) -> None:
+def test_a_rank_prints_its_summary_line_in_one_write(record_stdout_writes) -> None:
     from cvvae.train.cli import INTERRUPTED_EXIT, finish
 
-    # Ranks share one pipe: a line written in two parts can be split by the other rank's line.
-    stream = _RecordingStream()
-    monkeypatch.setattr(sys, "stdout", stream)
+    stdout_writes = record_stdout_writes()
     assert finish({"step": 2, "interrupted": True}) == INTERRUPTED_EXIT
     assert finish({"step": 4, "interrupted": False}) == 0
-    assert [json.loads(w) for w in stream.writes] == [
+    assert [json.loads(w) for w in stdout_writes] == [
         {"step": 2, "interrupted": True},
         {"step": 4, "interrupted": False},
     ]
-    assert all(w.endswith("\n") and w.count("\n") == 1 for w in stream.writes)
+    assert all(w.endswith("\n") and w.count("\n") == 1 for w in stdout_writes)

@@ -46,6 +46,16 @@ def test_a_few_steps_on_one_batch_reduce_the_loss(image_vae_dir, tmp_path) -> No
     assert sum(losses[-3:]) / 3 < 0.95 * losses[0]  # posterior sampling makes single steps noisy
 
 
+def test_progress_lines_go_out_in_one_write_each(image_vae_dir, tmp_path, record_stdout_writes) -> None:
+    run = _run_config(image_vae_dir, extra=["cvvae.train.steps=2", "cvvae.train.loss.disc_enabled=false"])
+    stdout_writes = record_stdout_writes()
+    train(run, tmp_path / "run")  # stderr is no terminal under pytest, so the trainer prints lines
+    progress = [w for w in stdout_writes if w.startswith("step ")]
+    assert [w.split()[1] for w in progress] == ["1/2", "2/2"]
+    assert all(w.endswith(" steps/s\n") and w.count("\n") == 1 for w in progress)
+    assert "\n" not in stdout_writes  # a newline written alone would be a line in two writes
+
+
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(image_vae_dir, tmp_path) -> None:
     run = _run_config(image_vae_dir, extra=["cvvae.train.steps=4", "cvvae.train.ckpt_every=100"])
     full = train(run, tmp_path / "full")

@@ -367,7 +367,9 @@ class Trainer:
         if getattr(self, "_lines", False):
             losses = " ".join(f"{k}={row[k]}" for k in ("loss", "d_loss") if row.get(k) not in (None, ""))
             speed = 1 / values["sec_per_step"]
-            print(f"step {self.step + 1}/{self.config.steps} {losses} {speed:.2f} steps/s", flush=True)
+            # One write per line (end=""): other ranks' summary lines share the pipe (cvvae.train.cli.finish).
+            line = f"step {self.step + 1}/{self.config.steps} {losses} {speed:.2f} steps/s\n"
+            print(line, end="", flush=True)
         return row
 
     def _write_data_report(self) -> None:
