@@ -853,7 +853,7 @@ VALIDATION_COLUMNS = {"compat_psnr": "psnr_image_decoder_vs_psi", "latent_mse": 
 def validation_log_text(results_dir: Path, claim: Claim, training: Training) -> str | None:
     """The claim's first comparison read from the runs' validation logs, which measure latents against each
     run's own psi (a seeded draw of its mapping's frames): final minus final per seed, no interval."""
-    from cvvae.convergence import planned_steps, run_log
+    from cvvae.convergence import run_log, stopped_before
 
     c = claim.comparisons[0]
     column = VALIDATION_COLUMNS.get(c.metric)
@@ -866,8 +866,7 @@ def validation_log_text(results_dir: Path, claim: Claim, training: Training) -> 
         if log is None:
             return None
         df = pd.read_csv(log).sort_values("step")
-        planned = planned_steps(log)
-        if column not in df.columns or df.empty or (planned and int(df["step"].iloc[-1]) < planned):
+        if column not in df.columns or df.empty or stopped_before(log, int(df["step"].iloc[-1])):
             return None
         values = df[column].dropna()
         return float(values.iloc[-1]) if not values.empty else None

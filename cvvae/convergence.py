@@ -58,8 +58,7 @@ def run_status(run: str, log: Path | None, tolerance_db: float = TOLERANCE_DB) -
     if steps[0] != 0:
         return RunStatus(run, False, "no step-0 validation, so its starting point is unknown")
     start, final, last = float(values[0]), float(values[-1]), int(steps[-1])
-    planned = planned_steps(log)
-    if planned is not None and last < planned:
+    if planned := stopped_before(log, last):
         where = f"{start:.2f} -> {final:.2f} dB at step {last}, its last validation"
         reason = f"stopped before its {planned} steps ({where})"
         return RunStatus(run, False, reason, start, final)
@@ -90,11 +89,11 @@ def train_section(config: Path | None) -> dict:
     return (yaml.safe_load(config.read_text()) or {}).get("train") or {}
 
 
-def planned_steps(log: Path) -> int | None:
-    """``train.steps`` of the run's ``config.yaml`` beside ``log`` (None when it is absent or has no such
-    key: the run's length is then unknown and not checked)."""
+def stopped_before(log: Path, last_step: int) -> int | None:
+    """The run's planned ``train.steps`` (its ``config.yaml`` beside ``log``) when ``last_step`` falls short
+    of it, else None; a run whose length is not recorded is not checked."""
     steps = train_section(log.parent / RUN_CONFIG).get("steps")
-    return int(steps) if isinstance(steps, int) else None
+    return int(steps) if isinstance(steps, int) and last_step < steps else None
 
 
 def run_file(results_dir: Path, run: str, name: str) -> Path | None:

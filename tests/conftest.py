@@ -46,14 +46,12 @@ class _WriteRecorder:
         self.writes: list[str] = []
 
     def write(self, text: str) -> int:
-        self.writes.append(text)
+        if text:  # an empty write sends nothing (print(..., end="") makes one)
+            self.writes.append(text)
         return len(text)
 
     def flush(self) -> None:
         pass
-
-    def isatty(self) -> bool:
-        return False
 
 
 @pytest.fixture

@@ -35,13 +35,12 @@ def test_compile_in_place_allows_retained_graphs_when_asked() -> None:
     assert not functorch_config.donated_buffer
 
 
-def _adaptive_weight_pattern(
-    last: torch.Tensor, generator: nn.Module, critic: nn.Module, device: str
-) -> None:
+def _adaptive_weight_pattern(generator: nn.Sequential, critic: nn.Module, device: str) -> None:
     """The adaptive GAN weight's pattern, at three input sizes: two gradients at the generator's last layer,
     then the backward pass. A new size makes the compiler build a graph with dynamic shapes, whose backward is
     compiled lazily, at the first gradient, and that is where donated buffers refuse a retained graph (the
     trainer's mixture of clip sizes did this on an H200)."""
+    last = generator[-1].weight
     for size in (16, 24, 32):
         z = torch.randn(2, 4, size, size, device=device)
         recon = generator(z)
@@ -52,7 +51,7 @@ def _adaptive_weight_pattern(
     assert last.grad is not None and torch.isfinite(last.grad).all()
 
 
-def _generator_and_critic() -> tuple[nn.Module, nn.Module]:
+def _generator_and_critic() -> tuple[nn.Sequential, nn.Sequential]:
     torch.manual_seed(0)
     generator = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.SiLU(), nn.Conv2d(8, 3, 3, padding=1))
     critic = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(8, 1, 3, padding=1))
@@ -66,12 +65,12 @@ def test_compiled_critic_takes_two_gradients_before_backward_only_with_retain_gr
     generator, critic = _generator_and_critic()
     compile_in_place(critic)
     with pytest.raises(RuntimeError, match="donated buffers"):
-        _adaptive_weight_pattern(generator[2].weight, generator, critic, "cpu")
+        _adaptive_weight_pattern(generator, critic, "cpu")
 
     torch._dynamo.reset()
     generator, critic = _generator_and_critic()
     compile_in_place(critic, retain_graph=True)
-    _adaptive_weight_pattern(generator[2].weight, generator, critic, "cpu")
+    _adaptive_weight_pattern(generator, critic, "cpu")
 
 
 @pytest.mark.gpu
@@ -80,4 +79,4 @@ def test_compiled_generator_and_critic_take_two_gradients_before_backward_on_cud
     torch._dynamo.reset()
     generator, critic = (m.cuda() for m in _generator_and_critic())
     compile_in_place(generator, critic, retain_graph=True, mode="reduce-overhead")
-    _adaptive_weight_pattern(generator[2].weight, generator, critic, "cuda")
+    _adaptive_weight_pattern(generator, critic, "cuda")

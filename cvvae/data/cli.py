@@ -71,10 +71,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.data_command == "embedded":
         from cvvae.data.embedded import EmbeddedDataConfig, build_embedded_dataset
-
         from cvvae.profile import apply_overrides
 
-        section = apply_overrides(load_embedded_section(args.config), getattr(args, "set", None))
+        section = apply_overrides(load_embedded_section(args.config), args.set)
         if args.seed is not None:
             section["seed"] = args.seed
         manifest = build_embedded_dataset(args.out, EmbeddedDataConfig.from_mapping(section))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -69,8 +68,7 @@ def finish(summary: dict) -> int:
     """Print the run's summary as one JSON line and return the exit status. The line goes out in one write:
     every rank of a distributed run prints one to the same pipe, and with unbuffered output (PYTHONUNBUFFERED)
     ``print`` writes the text and its newline separately, so two ranks' lines could run together."""
-    sys.stdout.write(json.dumps(summary) + "\n")
-    sys.stdout.flush()
+    print(json.dumps(summary) + "\n", end="", flush=True)
     return INTERRUPTED_EXIT if summary["interrupted"] else 0
 
 

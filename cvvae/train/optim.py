@@ -65,8 +65,9 @@ def compile_in_place(*modules: nn.Module | None, retain_graph: bool = False, **o
     and hooks stay as they are, so checkpoints of compiled and eager runs are interchangeable.
 
     ``retain_graph``: the caller differentiates one graph more than once (the adaptive GAN weight takes two
-    gradients at the decoder's last layer before the backward pass). Compiled backwards that donate their
-    saved buffers refuse that on CUDA, so donation is turned off for the process."""
+    gradients at the decoder's last layer before the backward pass). A compiled backward that donates its
+    saved buffers refuses that when it is compiled lazily, as after a change of input size (dynamic shapes),
+    so donation is turned off for the process."""
     if retain_graph:
         import torch._functorch.config as functorch_config
 
