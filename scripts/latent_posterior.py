@@ -12,36 +12,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cvvae.data.reader import read_image
+from cvvae.data.reader import frames_to_tensor, read_image
 from cvvae.metrics.latent import posterior_statistics
-from cvvae.metrics.reconstruction import psnr_from_mse
+from cvvae.metrics.reconstruction import psnr_per_frame
+from cvvae.models.image_vae import load_image_vae
 
 
 def load_images(folder: Path, size: int, limit: int) -> torch.Tensor:
+    """The first ``limit`` .png images of ``folder`` as ``B C H W`` in [-1, 1], area-resized to ``size``."""
     files = sorted(folder.glob("*.png"))[:limit]
     if not files:
         raise SystemExit(f"latent_posterior: no .png images in {folder}")
-    frames = [torch.from_numpy(np.ascontiguousarray(read_image(f))).permute(2, 0, 1) for f in files]
-    batch = torch.stack([F.interpolate(f[None].float(), size=(size, size), mode="area")[0] for f in frames])
-    return batch / 127.5 - 1.0
+    frames = [frames_to_tensor(read_image(f)[None])[:, 0] for f in files]  # C H W each
+    return torch.stack([F.interpolate(f[None], size=(size, size), mode="area")[0] for f in frames])
 
 
 @torch.no_grad()
 def image_vae_statistics(vae_folder: Path, images: torch.Tensor, seed: int = 0) -> dict[str, float]:
     """``posterior_statistics`` of the VAE on ``images``, plus the PSNR of its mode and of a sample."""
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL.from_pretrained(vae_folder).eval()
+    vae = load_image_vae(vae_folder, setting="the vae argument")
     posterior = vae.encode(images).latent_dist
-    target = (images + 1) / 2
 
     def decoded_psnr(latents: torch.Tensor) -> float:
-        recon = ((vae.decode(latents).sample + 1) / 2).clamp(0, 1)
-        return float(psnr_from_mse((recon - target).square().mean(dim=(1, 2, 3))).mean())
+        recon = vae.decode(latents).sample
+        return float(psnr_per_frame(recon[:, :, None], images[:, :, None]).mean())
 
     return {
         "images": float(images.shape[0]),

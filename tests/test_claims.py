@@ -420,12 +420,12 @@ def write_meta(results: Path, protocol: str, model: str, psi: str | None, legacy
     (results / "eval" / protocol / model / "meta.json").write_text(json.dumps(record))
 
 
-def write_run_config(results: Path, run: str, mapping: str) -> None:
+def write_run_config(results: Path, run: str, mapping: str, steps: int | None = None) -> None:
+    """The run's resolved config.yaml in runs_meta/: its regulariser's mapping and, if given, its length."""
     folder = results / "runs_meta" / run
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(
-        yaml.safe_dump({"variant": run, "train": {"reg": {"mapping": mapping}}})
-    )
+    train = {"reg": {"mapping": mapping}} | ({"steps": steps} if steps is not None else {})
+    (folder / "config.yaml").write_text(yaml.safe_dump({"variant": run, "train": train}))
 
 
 @pytest.mark.parametrize(
@@ -478,21 +478,16 @@ def test_psi_matched_claims_show_the_validation_logs_against_each_runs_own_psi(t
     write_clips(tmp_path, "video", "none", compat_psnr=compat + noise(1))
     write_meta(tmp_path, "video", "cvvae", "average")
     for run, final in (("dec", 21.3), ("none", 20.9), ("dec_seed1", 21.2), ("none_seed1", 21.0)):
-        folder = tmp_path / "runs_meta" / run
-        folder.mkdir(parents=True, exist_ok=True)
+        write_run_config(tmp_path, run, "random", steps=600)
         pd.DataFrame({"step": [0, 600], "psnr_image_decoder_vs_psi": [20.8, final]}).to_csv(
-            folder / "val_metrics.csv", index=False
+            tmp_path / "runs_meta" / run / "val_metrics.csv", index=False
         )
-        config = {"variant": run, "train": {"steps": 600, "reg": {"mapping": "random"}}}
-        (folder / "config.yaml").write_text(yaml.safe_dump(config))
     training = claims.Training(runs={"cvvae": "dec", "none": "none"}, starts={})
     claim = next(c for c in claims.default_claims() if c.id == "compatibility")
     measured = claims.claims_table(tmp_path, [claim], training).iloc[0]["our measurement"]
     assert "validation logs, against each run's own psi: cvvae - none" in measured
     assert "+0.4 dB, +0.2 dB (2 seeds, no interval)" in measured
     # a seed run stopped before its planned steps has no final value and is left out
-    (tmp_path / "runs_meta" / "dec_seed1" / "config.yaml").write_text(
-        yaml.safe_dump({"train": {"steps": 1200}})
-    )
+    write_run_config(tmp_path, "dec_seed1", "random", steps=1200)
     measured = claims.claims_table(tmp_path, [claim], training).iloc[0]["our measurement"]
     assert "+0.4 dB (1 seed, no interval)" in measured
